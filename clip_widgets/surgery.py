@@ -353,6 +353,19 @@ class SurgeryResult:
         )
 
 
+def whole_image_pixels(session: Any, picture: Any) -> torch.Tensor:
+    """The whole image resized to the model's input size (no crop, so maps cover all of it),
+    normalized with the model's own mean and std: (1, 3, H, W) on the session's device."""
+    from PIL import Image
+
+    height, width = session.image_size
+    resized = picture.convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
+    pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    mean = torch.tensor(session.mean, dtype=torch.float32).reshape(3, 1, 1)
+    std = torch.tensor(session.std, dtype=torch.float32).reshape(3, 1, 1)
+    return ((pixels - mean) / std)[None].to(device=session.device, dtype=session.dtype)
+
+
 def surgery_maps(
     session: Any,
     image: Any,
@@ -385,7 +398,7 @@ def surgery_maps(
     else:
         out_size = (int(size[0]), int(size[1]))
 
-    tokens = dense_tokens(session.model, session.preprocess(picture), depth=depth)
+    tokens = dense_tokens(session.model, whole_image_pixels(session, picture), depth=depth)
     text = session.encode_text(labels, templates).to(tokens.surgery.device)
     redundant = None
     if len(labels) == 1:

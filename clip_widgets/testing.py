@@ -25,7 +25,15 @@ TINY_RESNET: dict[str, Any] = {
 }
 """A ModifiedResNet with one bottleneck per stage (64 px in, a 2 x 2 map into the attention pool)."""
 
-TINY_CONFIGS = {"tiny-vit": TINY_VIT, "tiny-resnet": TINY_RESNET}
+SMALL_VIT: dict[str, Any] = {
+    "embed_dim": 64,
+    "quick_gelu": True,
+    "vision_cfg": {"image_size": 224, "patch_size": 16, "width": 128, "layers": 4, "head_width": 64},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+"""A 4-block ViT at CLIP's usual 224 px / patch 16 (a 14 x 14 token grid), still fast on a CPU."""
+
+TINY_CONFIGS = {"tiny-vit": TINY_VIT, "tiny-resnet": TINY_RESNET, "small-vit": SMALL_VIT}
 
 
 def tiny_config(name: str = "tiny-vit", **vision_overrides: Any) -> dict[str, Any]:

@@ -54,9 +54,8 @@ def randomized_state_dict(model: torch.nn.Module, seed: int) -> dict[str, torch.
             state[name] = tensor
             continue
         fan_in = tensor[0].numel() if tensor.ndim > 1 else 1
-        if name.endswith("running_var"):
-            values = rng.uniform(0.5, 1.5, tensor.shape)
-        elif tensor.ndim == 1 and ("bn" in name or "ln" in name) and name.endswith("weight"):
+        is_norm_scale = tensor.ndim == 1 and ("bn" in name or "ln" in name) and name.endswith("weight")
+        if name.endswith("running_var") or is_norm_scale:
             values = rng.uniform(0.5, 1.5, tensor.shape)
         elif tensor.ndim == 1:
             values = rng.normal(0.0, 0.1, tensor.shape)

@@ -1,0 +1,167 @@
+"""CLIP Surgery speed and wire size, measured side by side in one run.
+
+    python bench/bench_surgery.py [--model ViT-B-16] [--labels 20] [--repeats 5]
+
+Speed: maps per second for one image and N labels, three ways, interleaved round by round so
+machine noise hits them alike:
+
+* ``per-label loop``: what a straightforward tool does, one label at a time: encode the
+  label's prompts, run the image tower's surgery forward, compute that label's map;
+* ``all labels, 4-D``: one image forward, text encoded afresh, feature surgery the
+  reference's way, materializing a tokens x labels x channels tensor;
+* ``clip_widgets``: :func:`surgery_maps` with the session's text cache warm (matrix form).
+
+Wire size: bytes of one SurgeryWidget state update as binary buffers vs the same arrays as
+base64 strings inside JSON, and as plain JSON number lists.
+
+The model has random weights (no hub here); speed depends on the architecture, not the
+weights. Absolute times mean something only on a GPU; compare the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+from ipywidgets.widgets.widget import _remove_buffers
+
+from clip_widgets.session import DEFAULT_TEMPLATES, ModelSession
+from clip_widgets.surgery import dense_tokens, similarity_to_maps, surgery_maps
+
+LABELS = [
+    "cat", "dog", "car", "tree", "person", "sky", "road", "building", "grass", "water",
+    "bird", "boat", "chair", "table", "flower", "horse", "truck", "mountain", "cloud", "window",
+    "door", "bicycle", "bench", "lamp", "cup", "book", "clock", "sign", "fence", "bridge",
+]  # fmt: skip
+
+
+def load_session(name: str) -> ModelSession:
+    if name.startswith("tiny-"):
+        return ModelSession.from_config(name, seed=0)
+    import open_clip  # noqa: PLC0415
+
+    model = open_clip.create_model(name, pretrained=None)
+    return ModelSession(
+        model,
+        tokenizer=open_clip.get_tokenizer(name),
+        preprocess_cfg=open_clip.get_model_preprocess_cfg(model),
+        name=f"{name} (random weights)",
+    )
+
+
+def encode_uncached(session, prompts, templates):
+    """Prompt-ensemble text embeddings straight from the text tower, no cache."""
+    texts = [t.format(p) for p in prompts for t in templates]
+    with torch.no_grad():
+        tokens = session.tokenizer(texts).to(session.device)
+        emb = torch.nn.functional.normalize(session.model.encode_text(tokens).float(), dim=-1)
+    emb = emb.reshape(len(prompts), len(templates), -1).mean(1)
+    return torch.nn.functional.normalize(emb, dim=-1)
+
+
+def per_label_loop(session, image, labels, templates):
+    maps = []
+    for label in labels:
+        text = encode_uncached(session, [label], templates)
+        tokens = dense_tokens(session.model, session.preprocess(image))
+        empty = encode_uncached(session, [""], templates)[0]
+        similarity = tokens.surgery @ (text - empty).T
+        maps.append(similarity_to_maps(similarity[:, 1:], tokens.grid, (image.shape[0], image.shape[1])))
+    return torch.cat(maps, dim=1)
+
+
+def all_labels_4d(session, image, labels, templates):
+    text = encode_uncached(session, labels, templates)
+    tokens = dense_tokens(session.model, session.preprocess(image))
+    feats = tokens.surgery  # (1, T, D)
+    prob = (feats[:, :1] @ text.T * 2).softmax(-1)
+    w = prob / prob.mean(-1, keepdim=True)
+    products = feats[:, :, None, :] * text[None, None] * w[:, :, :, None]  # (1, T, L, D)
+    similarity = (products - products.mean(2, keepdim=True)).sum(-1)
+    return similarity_to_maps(similarity[:, 1:], tokens.grid, (image.shape[0], image.shape[1]))
+
+
+def ours(session, image, labels, templates):
+    return surgery_maps(session, image, labels, templates=templates, size="image").surgery
+
+
+def time_rounds(fns: dict, repeats: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():  # interleaved: every method sees the same noise
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def wire_sizes(session, image, labels) -> dict[str, int]:
+    from clip_widgets.widgets import SurgeryWidget  # noqa: PLC0415
+
+    widget = SurgeryWidget(session, image, labels)
+    state = {k: v for k, v in widget.get_state().items() if k in ("image", "surgery_maps", "raw_maps")}
+    stripped, _, buffers = _remove_buffers(state)
+    binary = len(json.dumps(stripped)) + sum(b.nbytes for b in buffers)
+    as_base64 = {
+        k: {**v, "view": base64.b64encode(bytes(v["view"])).decode()} for k, v in state.items() if v is not None
+    }
+    as_lists = {
+        k: np.frombuffer(v["view"], dtype=v["dtype"]).astype(float).round(3).tolist()
+        for k, v in state.items()
+        if v is not None and k != "image"
+    }
+    widget.close()
+    return {
+        "binary": binary,
+        "base64 JSON": len(json.dumps(as_base64)),
+        "float-list JSON (maps only)": len(json.dumps(as_lists)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="ViT-B-16")
+    parser.add_argument("--labels", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--templates", type=int, default=len(DEFAULT_TEMPLATES))
+    args = parser.parse_args()
+
+    from skimage import data  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    session = load_session(args.model)
+    image = data.astronaut()
+    labels = LABELS[: args.labels]
+    templates = DEFAULT_TEMPLATES[: args.templates]
+    session.encode_text(labels, templates)  # warm the cache for the cached path
+    session.encode_text([""], templates)
+
+    fns = {
+        "per-label loop": lambda: per_label_loop(session, image, labels, templates),
+        "all labels, 4-D": lambda: all_labels_4d(session, image, labels, templates),
+        "clip_widgets": lambda: ours(session, image, labels, templates),
+    }
+    for fn in fns.values():  # warm-up
+        fn()
+    times = time_rounds(fns, args.repeats)
+    base = statistics.median(times["per-label loop"])
+    print(f"# CLIP Surgery, {session!r}, {len(labels)} labels, {len(templates)} templates, "
+          f"device {session.device}, {args.repeats} interleaved rounds")
+    print(f"{'method':<18} {'median s':>9} {'maps/s':>8} {'speed-up':>9}")
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"{name:<18} {median:>9.3f} {len(labels) / median:>8.1f} {base / median:>8.1f}x")
+
+    print("\n# one SurgeryWidget update (image + surgery maps + raw maps)")
+    sizes = wire_sizes(session, image, labels)
+    for name, size in sizes.items():
+        print(f"{name:<28} {size:>12,d} bytes  {size / sizes['binary']:>6.2f}x binary")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,588 @@
+"""A loaded CLIP model with everything needed to feed it: device, dtype, preprocessing, tokenizer.
+
+:class:`ModelSession` is the object every widget takes. It knows the model's *own* input size and
+normalization (from open_clip's preprocess config, never ImageNet's by assumption), encodes images
+and prompts, caches text embeddings and exposes the image tower's named layers.
+
+Precision: ``dtype`` defaults to float32. float16 and bfloat16 are honoured on CUDA (and MPS); on
+a CPU float16 is replaced by float32 with a warning (many CPU kernels lack half support and are
+slow), while bfloat16 is kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import pickle
+import re
+import warnings
+import zipfile
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.modified_resnet import ModifiedResNet
+from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
+from open_clip.transformer import VisionTransformer
+from torch import nn
+
+from .errors import UnsafeCheckpointError
+from .images import load_image
+from .layers import LayerRegistry
+from .testing import TINY_CONFIGS
+
+DEFAULT_TEMPLATES: tuple[str, ...] = (
+    "a photo of a {}.",
+    "a close-up photo of the {}.",
+    "a blurry photo of a {}.",
+    "a drawing of a {}.",
+    "a painting of the {}.",
+    "a low resolution picture of a {}.",
+    "a bright image showing a {}.",
+    "a cropped view of the {}.",
+)
+"""Generic prompt templates for prompt ensembling; each has one ``{}`` for the label."""
+
+_DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+}
+_TEXT_BATCH = 1024  # token sequences per text-tower call; bounds memory for huge label sets
+_SCHEMAS = ("hf-hub:", "local-dir:")
+_CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+
+
+# ---------------------------------------------------------------------------------------------
+# Device, dtype and config helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """An explicit device, else CUDA if available, else MPS if available, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype:
+    """float32 by default; float16 on a CPU becomes float32 with a warning."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str):
+        key = dtype.lower().removeprefix("torch.")
+        if key not in _DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}")
+        dtype = _DTYPES[key]
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"dtype must be float32, float16 or bfloat16, not {dtype}")
+    if dtype == torch.float16 and device.type == "cpu":
+        warnings.warn("float16 is slow or missing on CPUs; using float32", UserWarning, stacklevel=3)
+        return torch.float32
+    return dtype
+
+
+def _split_config(config: dict) -> tuple[dict, dict]:
+    """(model config, preprocess overrides) from a plain config or an open_clip_config.json layout."""
+    config = copy.deepcopy(config)
+    if "model_cfg" in config:
+        return config["model_cfg"], dict(config.get("preprocess_cfg") or {})
+    return config, dict(config.pop("preprocess_cfg", None) or {})
+
+
+def _build_from_config(model_cfg: dict) -> nn.Module:
+    model_cfg = dict(model_cfg)
+    text_cfg = model_cfg.get("text_cfg", {})
+    custom = model_cfg.pop("custom_text", False) or "hf_model_name" in text_cfg
+    if "multimodal_cfg" in model_cfg:
+        return open_clip.CoCa(**model_cfg)
+    return (open_clip.CustomTextCLIP if custom else open_clip.CLIP)(**model_cfg)
+
+
+def tokenizer_for_config(model_cfg: dict):
+    """The open_clip tokenizer a config's text tower expects, with the config's context length."""
+    text_cfg = model_cfg.get("text_cfg", {})
+    context_length = text_cfg.get("context_length", open_clip.tokenizer.DEFAULT_CONTEXT_LENGTH)
+    kwargs = dict(text_cfg.get("tokenizer_kwargs", {}))
+    hf_name = text_cfg.get("hf_tokenizer_name")
+    if hf_name:
+        return open_clip.tokenizer.HFTokenizer(
+            hf_name, context_length=context_length, tokenizer_mode=text_cfg.get("tokenizer_mode"), **kwargs
+        )
+    return open_clip.tokenizer.SimpleTokenizer(context_length=context_length, **kwargs)
+
+
+def _close(name: str, choices: Sequence[str], n: int = 5) -> list[str]:
+    lowered = {c.lower(): c for c in choices}
+    hits = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.5)
+    return [lowered[h] for h in hits]
+
+
+def _check_model_name(name: str) -> None:
+    models = open_clip.list_models()
+    if name in models:
+        return
+    close = _close(name, models)
+    hint = f" Close matches: {', '.join(close)}." if close else ""
+    raise ValueError(f"unknown model name {name!r}.{hint} See open_clip.list_models() for all {len(models)}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors from a ``.safetensors`` file or a weights-only torch pickle, on the CPU.
+
+    A pickle that needs more than plain tensors and containers is refused with
+    :class:`UnsafeCheckpointError` (unpickling it could run arbitrary code).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path), device="cpu")
+        except Exception as e:  # safetensors raises its own error type for damaged headers
+            raise ValueError(f"cannot read safetensors file {path}: {e}") from e
+    else:
+        if not _looks_like_torch_file(path):
+            raise ValueError(f"{path} is not a PyTorch checkpoint or safetensors file")
+        if _is_torchscript(path):
+            raise ValueError(
+                f"{path} is a TorchScript archive, not a state dict; for OpenAI's original files use "
+                "ModelSession.from_pretrained(name, 'openai'), or save model.state_dict() from it yourself"
+            )
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise UnsafeCheckpointError(
+                f"refusing to load {path}: it is not a plain weights file and unpickling it could run "
+                f"arbitrary code ({_unpickling_reason(e)}). Re-save only the state dict "
+                "(torch.save(model.state_dict(), ...)) or convert it to .safetensors."
+            ) from e
+        except Exception as e:  # a damaged archive or pickle
+            raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
+    if isinstance(state, nn.Module):  # cannot happen with weights_only, kept for clarity
+        raise UnsafeCheckpointError(f"refusing to load {path}: it holds a pickled module, not a state dict")
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    cleaned = {}
+    for key, value in state.items():
+        for prefix in ("module.", "_orig_mod."):
+            key = key.removeprefix(prefix)
+        cleaned[key] = value
+    return cleaned
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """A torch zip archive or a legacy pickle (protocol 2+), as opposed to unrelated bytes."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as f:
+        return f.read(1) == b"\x80"
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist())
+
+
+def _unpickling_reason(error: Exception) -> str:
+    text = str(error)
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if found:
+        return f"it references {found.group(1)}, which is not a tensor or plain container"
+    found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    return found.group(1).strip() if found else type(error).__name__
+
+
+def _load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Any) -> None:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:5])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:5])})")
+        raise ValueError(
+            f"checkpoint {path} does not match the model config: {'; '.join(parts)} keys. "
+            "Is the config the one the checkpoint was trained with?"
+        )
+    bad = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
+    if bad:
+        examples = ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in bad[:3])
+        raise ValueError(f"checkpoint {path} has {len(bad)} tensors of the wrong shape: {examples}")
+    model.load_state_dict(state, strict=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The session
+# ---------------------------------------------------------------------------------------------
+
+
+class ModelSession:
+    """A CLIP model in eval mode on a device, with its preprocessing, tokenizer and a text cache."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        tokenizer,
+        preprocess_cfg: dict,
+        name: str = "custom",
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+        text_cache_size: int = 4096,
+    ):
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self.name = name
+        self.tokenizer = tokenizer
+
+        visual = getattr(self.model, "visual", None)
+        cfg = merge_preprocess_dict(PreprocessCfg(), dict(preprocess_cfg or {}))
+        size = getattr(visual, "image_size", None) or cfg["size"]
+        size = tuple(size) if isinstance(size, (tuple, list)) else (int(size), int(size))
+        self.image_size: tuple[int, int] = (int(size[0]), int(size[-1]))
+        cfg["size"] = self.image_size
+        self.preprocess_cfg: dict = cfg
+        self.mean: tuple[float, float, float] = tuple(float(m) for m in _three(cfg["mean"]))
+        self.std: tuple[float, float, float] = tuple(float(s) for s in _three(cfg["std"]))
+        if visual is not None and not getattr(visual, "preprocess_cfg", None):
+            open_clip.model.set_model_preprocess_cfg(self.model, dict(cfg))  # so other tools agree
+        self._transform = image_transform_v2(PreprocessCfg(**cfg), is_train=False)
+
+        self.is_vit = isinstance(visual, VisionTransformer)
+        self.is_resnet = isinstance(visual, ModifiedResNet)
+        self._layers: LayerRegistry | None = None
+
+        self._text_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._text_cache_size = int(text_cache_size)
+        self._hits = 0
+        self._misses = 0
+
+    # -- constructors --------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name: str,
+        pretrained: str | None = None,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> ModelSession:
+        """An open_clip hub model (``name`` from ``open_clip.list_models()`` with a pretrained tag).
+
+        ``pretrained`` is a tag from ``open_clip.list_pretrained_tags_by_model(name)`` (default:
+        ``"openai"`` when available, else the first listed tag) or a local checkpoint file. Weights
+        are fetched and cached by open_clip (``cache_dir`` overrides its cache location).
+        ``"hf-hub:org/repo"`` and ``"local-dir:/path"`` names are passed to open_clip as they are.
+        """
+        if pretrained is not None and Path(os.fspath(pretrained)).expanduser().is_file():
+            return cls.from_checkpoint(pretrained, name, device=device, dtype=dtype)
+        device_ = resolve_device(device)
+        if name.startswith(_SCHEMAS):
+            tag = None
+        else:
+            _check_model_name(name)
+            tags = open_clip.list_pretrained_tags_by_model(name)
+            if not tags:
+                raise ValueError(
+                    f"{name!r} has no pretrained weights in open_clip; use "
+                    f"ModelSession.from_checkpoint(path, {name!r}) for your own weights"
+                )
+            tag = pretrained if pretrained is not None else ("openai" if "openai" in tags else tags[0])
+            if tag not in tags:
+                close = _close(tag, tags, n=3)
+                hint = f" Did you mean {', '.join(close)}?" if close else ""
+                raise ValueError(
+                    f"unknown pretrained tag {tag!r} for {name} (and not an existing file).{hint} "
+                    f"Available tags: {', '.join(tags)}"
+                )
+        try:
+            model, _, _ = open_clip.create_model_and_transforms(
+                name, pretrained=tag, device="cpu", cache_dir=None if cache_dir is None else str(cache_dir)
+            )
+        except RuntimeError as e:
+            what = f"{name}:{tag}" if tag else name
+            raise RuntimeError(
+                f"could not load pretrained weights for {what}: {e}. open_clip downloads them on first use "
+                "and caches them; without network access, put the file in the cache (cache_dir) or use "
+                "ModelSession.from_checkpoint with a local file."
+            ) from e
+        preprocess_cfg = dict(open_clip.get_model_preprocess_cfg(model))
+        tokenizer = open_clip.get_tokenizer(name, cache_dir=None if cache_dir is None else str(cache_dir))
+        label = f"{name}:{tag}" if tag else name
+        return cls(
+            model, tokenizer=tokenizer, preprocess_cfg=preprocess_cfg, name=label, device=device_, dtype=dtype
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        config: dict | str,
+        *,
+        seed: int | None = 0,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+        name: str | None = None,
+        preprocess_cfg: dict | None = None,
+    ) -> ModelSession:
+        """A randomly initialised model from an open_clip config dict or a name in ``TINY_CONFIGS``.
+
+        The config is what ``open_clip.CLIP(**config)`` takes; it may also carry a ``preprocess_cfg``
+        entry (or be an ``open_clip_config.json`` layout with ``model_cfg``/``preprocess_cfg``) to set
+        the normalization. Initialisation is seeded without touching the global RNG state.
+        """
+        label = name
+        if isinstance(config, str):
+            if config not in TINY_CONFIGS:
+                raise ValueError(f"unknown config {config!r}; built-in configs: {', '.join(TINY_CONFIGS)}")
+            label = label or config
+            config = TINY_CONFIGS[config]
+        model_cfg, pp = _split_config(config)
+        pp.update(preprocess_cfg or {})
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            model = _build_from_config(model_cfg)
+        return cls(
+            model,
+            tokenizer=tokenizer_for_config(model_cfg),
+            preprocess_cfg=pp,
+            name=label or "custom",
+            device=device,
+            dtype=dtype,
+        )
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike,
+        config: dict | str,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+        preprocess_cfg: dict | None = None,
+    ) -> ModelSession:
+        """Weights from a local file into the architecture ``config`` (an open_clip model name or dict).
+
+        ``.safetensors`` files are read with safetensors; ``.pt``/``.pth``/``.bin`` with
+        ``torch.load(weights_only=True)``, refusing anything that needs a full pickle. State dicts
+        nested under ``"state_dict"`` or ``"model"`` and ``module.`` prefixes are handled.
+        """
+        path = Path(path).expanduser()
+        state = load_state_dict_file(path)
+        if isinstance(config, str) and config not in TINY_CONFIGS:
+            _check_model_name(config)
+            model = open_clip.create_model(config, pretrained=None, device="cpu", pretrained_text=False)
+            pp = dict(open_clip.get_model_preprocess_cfg(model))
+            tokenizer = open_clip.get_tokenizer(config)
+            label = f"{config}:{path.name}"
+        else:
+            if isinstance(config, str):
+                label = f"{config}:{path.name}"
+                config = TINY_CONFIGS[config]
+            else:
+                label = path.name
+            model_cfg, pp = _split_config(config)
+            model = _build_from_config(model_cfg)
+            tokenizer = tokenizer_for_config(model_cfg)
+        pp.update(preprocess_cfg or {})
+        _load_weights(model, state, path)
+        return cls(model, tokenizer=tokenizer, preprocess_cfg=pp, name=label, device=device, dtype=dtype)
+
+    @classmethod
+    def load(cls, spec: str | os.PathLike, **kw: Any) -> ModelSession:
+        """One entry point: ``"tiny-vit"`` (a built-in config), ``"ViT-B-32:openai"`` or ``"ViT-B-32"``
+        with ``pretrained=...`` (a hub model), ``"hf-hub:org/repo"``, or a checkpoint file path (then
+        ``config=`` is required)."""
+        spec_str = os.fspath(spec)
+        if spec_str in TINY_CONFIGS:
+            return cls.from_config(spec_str, **kw)
+        if spec_str.startswith(_SCHEMAS):
+            return cls.from_pretrained(spec_str, **kw)
+        if Path(spec_str).expanduser().is_file() or spec_str.endswith(_CHECKPOINT_SUFFIXES):
+            config = kw.pop("config", None)
+            if config is None:
+                raise ValueError(f"loading the checkpoint {spec_str} needs config= (a model name or dict)")
+            return cls.from_checkpoint(spec_str, config, **kw)
+        if ":" in spec_str and "pretrained" not in kw:
+            model_name, tag = spec_str.split(":", 1)
+            return cls.from_pretrained(model_name, tag, **kw)
+        return cls.from_pretrained(spec_str, **kw)
+
+    # -- images --------------------------------------------------------------------------------
+
+    def preprocess(self, images: Any) -> torch.Tensor:
+        """Pixels ``(N, 3, H, W)`` on the session's device and dtype, resized and center-cropped the
+        model's way and normalized with its own mean/std. ``images``: one image or a list of them
+        (anything :func:`clip_widgets.images.load_image` accepts; a 4-D array is a batch)."""
+        if isinstance(images, (list, tuple)) or getattr(images, "ndim", None) == 4:
+            items = list(images)
+        else:
+            items = [images]
+        if not items:
+            raise ValueError("no images given")
+        pixels = torch.stack([self._transform(load_image(item)) for item in items])
+        return pixels.to(device=self.device, dtype=self.dtype)
+
+    def encode_image(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Image embeddings ``(N, D)`` in float32 (L2-normalized unless ``normalize=False``)."""
+        if pixels.ndim == 3:
+            pixels = pixels.unsqueeze(0)
+        with torch.no_grad():
+            features = self.model.encode_image(pixels.to(device=self.device, dtype=self.dtype))
+        features = features.float()
+        return F.normalize(features, dim=-1) if normalize else features
+
+    # -- text ----------------------------------------------------------------------------------
+
+    def _encode_texts(self, texts: list[str]) -> torch.Tensor:
+        chunks = []
+        with torch.no_grad():
+            for start in range(0, len(texts), _TEXT_BATCH):
+                tokens = self.tokenizer(texts[start : start + _TEXT_BATCH]).to(self.device)
+                chunks.append(self.model.encode_text(tokens).float())
+        return F.normalize(torch.cat(chunks), dim=-1)
+
+    def encode_text(self, prompts: Sequence[str], templates: Sequence[str] | None = None) -> torch.Tensor:
+        """Unit-norm float32 text embeddings ``(len(prompts), D)`` on the session's device.
+
+        With ``templates`` (each containing ``"{}"``), a prompt's embedding is the mean of its
+        normalized per-template embeddings, re-normalized. Results are cached (LRU) per prompt and
+        template tuple; only uncached prompts run through the text tower.
+        """
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        prompts = list(prompts)
+        key_templates = None
+        if templates is not None:
+            if isinstance(templates, str):
+                templates = [templates]
+            key_templates = tuple(templates)
+            if not key_templates:
+                raise ValueError("templates is empty; pass None to use the prompts as they are")
+            bad = [t for t in key_templates if "{}" not in t]
+            if bad:
+                raise ValueError(f"every template needs a '{{}}' placeholder for the prompt; not: {bad}")
+        if not prompts:
+            return torch.empty(0, self.embed_dim, device=self.device)
+
+        results: dict[str, torch.Tensor] = {}
+        todo: dict[str, None] = {}  # ordered set of uncached prompts
+        for prompt in prompts:
+            key = (prompt, key_templates)
+            if key in self._text_cache:
+                self._text_cache.move_to_end(key)
+                results[prompt] = self._text_cache[key]
+                self._hits += 1
+            elif prompt in results or prompt in todo:
+                self._hits += 1  # a repeat inside this call is computed once
+            else:
+                todo[prompt] = None
+                self._misses += 1
+
+        if todo:
+            todo_list = list(todo)
+            if key_templates is None:
+                fresh = self._encode_texts(todo_list)
+            else:
+                texts = [t.replace("{}", p) for p in todo_list for t in key_templates]
+                per_template = self._encode_texts(texts).reshape(len(todo_list), len(key_templates), -1)
+                fresh = F.normalize(per_template.mean(dim=1), dim=-1)
+            for prompt, embedding in zip(todo_list, fresh, strict=True):
+                results[prompt] = embedding
+                self._remember((prompt, key_templates), embedding)
+        return torch.stack([results[p] for p in prompts])
+
+    def _remember(self, key: tuple, embedding: torch.Tensor) -> None:
+        if self._text_cache_size <= 0:
+            return
+        self._text_cache[key] = embedding
+        self._text_cache.move_to_end(key)
+        while len(self._text_cache) > self._text_cache_size:
+            self._text_cache.popitem(last=False)
+
+    def text_cache_info(self) -> dict[str, int]:
+        """Prompt-level cache statistics: ``hits``, ``misses``, ``size`` and ``maxsize``."""
+        return {
+            "hits": self._hits,
+            "misses": self._misses,
+            "size": len(self._text_cache),
+            "maxsize": self._text_cache_size,
+        }
+
+    def clear_text_cache(self) -> None:
+        """Drop cached text embeddings and reset the counters."""
+        self._text_cache.clear()
+        self._hits = self._misses = 0
+
+    # -- introspection -------------------------------------------------------------------------
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the joint embedding space."""
+        out = getattr(getattr(self.model, "visual", None), "output_dim", None)
+        if out is None:
+            out = self._encode_texts([""]).shape[-1]
+        return int(out)
+
+    @property
+    def layers(self) -> LayerRegistry:
+        """Named layers of the image tower (built on first use)."""
+        if self._layers is None:
+            self._layers = LayerRegistry(self.model)
+        return self._layers
+
+    @property
+    def architecture(self) -> str:
+        visual = getattr(self.model, "visual", None)
+        if self.is_vit:
+            return "ViT"
+        if self.is_resnet:
+            return "ResNet"
+        return type(visual).__name__ if visual is not None else type(self.model).__name__
+
+    def __repr__(self) -> str:
+        h, w = self.image_size
+        dtype = str(self.dtype).removeprefix("torch.")
+        return (
+            f"ModelSession(name={self.name!r}, architecture={self.architecture}, device={self.device}, "
+            f"dtype={dtype}, image_size={h}x{w})"
+        )
+
+
+def _three(values) -> tuple:
+    values = tuple(values) if isinstance(values, (tuple, list)) else (values,)
+    return values * 3 if len(values) == 1 else values
+
+
+__all__ = ["DEFAULT_TEMPLATES", "ModelSession", "load_state_dict_file", "resolve_device", "resolve_dtype"]

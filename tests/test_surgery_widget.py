@@ -1,0 +1,103 @@
+"""SurgeryWidget's Python side: state, recomputation, errors that stay in the widget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ipywidgets.widgets.widget import _remove_buffers
+
+from clip_widgets.errors import ImageLoadError
+from clip_widgets.surgery import surgery_maps
+from clip_widgets.widgets import SurgeryWidget
+
+LABELS = ["face", "rocket", "sky"]
+
+
+@pytest.fixture
+def widget(vit_session, astronaut):
+    w = SurgeryWidget(vit_session, astronaut, LABELS, max_side=96)
+    yield w
+    w.close()
+
+
+def test_maps_are_the_compute_modules_maps_as_uint8(widget, vit_session):
+    assert widget.error == ""
+    h, w, _ = widget.image.shape
+    assert max(h, w) == 96
+    assert widget.surgery_maps.shape == (3, h, w) and widget.surgery_maps.dtype == np.uint8
+    expected = surgery_maps(vit_session, widget.image, LABELS)
+    np.testing.assert_allclose(widget.surgery_maps / 255.0, expected.surgery, atol=0.5 / 255 + 1e-6)
+    np.testing.assert_allclose(widget.raw_maps / 255.0, expected.raw, atol=0.5 / 255 + 1e-6)
+    assert len(widget.probs) == 3 and abs(sum(widget.probs) - 1) < 1e-5
+    # min-max per label (bilinear upsampling may stop just short of the token extremes)
+    assert (widget.surgery_maps.reshape(3, -1).max(1) >= 240).all()
+    assert (widget.surgery_maps.reshape(3, -1).min(1) <= 15).all()
+
+
+def test_label_edits_recompute_and_are_cleaned(widget):
+    widget.labels = ["  cat ", "dog", "", "cat", "<b>bold</b>"]
+    assert widget.labels == ["cat", "dog", "<b>bold</b>"]
+    assert widget.surgery_maps.shape[0] == 3
+    widget.selected = 2
+    widget.labels = ["cat"]
+    assert widget.selected == 0
+    # one label: feature surgery subtracts the empty prompt, so the map is not flat
+    assert widget.surgery_maps.shape[0] == 1 and np.ptp(widget.surgery_maps) > 0
+    widget.labels = []
+    assert widget.surgery_maps is None and widget.points == [] and widget.error == ""
+
+
+def test_threshold_methods_set_cutoffs(widget):
+    widget.threshold_method = "quantile"
+    widget.threshold = 0.9
+    result = widget.result
+    for mode, maps in (("surgery", result.surgery), ("raw", result.raw)):
+        np.testing.assert_allclose(widget.cutoffs[mode], [np.quantile(m, 0.9) for m in maps])
+    widget.threshold_method = "fixed"
+    widget.threshold = 0.25
+    assert widget.cutoffs["surgery"] == [0.25] * 3
+
+
+def test_points_follow_the_selected_label(widget):
+    widget.show_points = True
+    h, w, _ = widget.image.shape
+    assert widget.points, "expected point prompts"
+    for x, y, kind in widget.points:
+        assert 0 <= x < w and 0 <= y < h and kind in (0, 1)
+    before = widget.points
+    widget.mode = "raw"
+    widget.selected = 1
+    assert widget.points != before or widget.result.raw_tokens[1].std() == 0
+
+
+def test_state_crosses_as_binary_buffers(widget):
+    state = widget.get_state()
+    _, paths, buffers = _remove_buffers(state)
+    assert ["surgery_maps", "view"] in paths and ["image", "view"] in paths
+    assert sum(b.nbytes for b in buffers) >= widget.surgery_maps.nbytes + widget.image.nbytes
+
+
+def test_unknown_keyword_is_an_error(vit_session):
+    with pytest.raises(TypeError, match="unexpected keyword.*colour_map.*valid traits:.*colormap"):
+        SurgeryWidget(vit_session, None, [], colour_map="jet")
+
+
+def test_failures_show_in_the_widget_and_it_recovers(widget, vit_session, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("text tower exploded")
+
+    monkeypatch.setattr(vit_session, "encode_text", broken)
+    widget.labels = ["cat", "dog"]
+    assert "text tower exploded" in widget.error
+    assert widget.busy is False
+    monkeypatch.undo()
+    widget.labels = ["cat", "dog", "bird"]
+    assert widget.error == "" and widget.surgery_maps.shape[0] == 3
+
+
+def test_bad_image_names_the_file(widget, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    with pytest.raises(ImageLoadError, match="broken.png"):
+        widget.set_image(broken)
+    assert widget.surgery_maps is not None  # the old view is kept
