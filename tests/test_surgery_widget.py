@@ -101,3 +101,10 @@ def test_bad_image_names_the_file(widget, tmp_path):
     with pytest.raises(ImageLoadError, match="broken.png"):
         widget.set_image(broken)
     assert widget.surgery_maps is not None  # the old view is kept
+
+
+def test_maps_are_sent_at_map_side(vit_session, astronaut):
+    w = SurgeryWidget(vit_session, astronaut, LABELS, max_side=200, map_side=50)
+    assert w.image.shape[:2] == (200, 200) and w.surgery_maps.shape == (3, 50, 50)
+    assert all(0 <= x < 200 and 0 <= y < 200 for x, y, _ in w.points)  # points stay in image pixels
+    w.close()

@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 class SurgeryWidget(WidgetBase):
     """An image with a CLIP Surgery (or raw CLIP) heatmap per label.
 
-    ``SurgeryWidget(session, image, ["cat", "dog"])``. Labels are edited in the widget or by
+    ``SurgeryWidget(session, image, ["cat", "dog"])``. The image is shown at up to ``max_side``
+    pixels and the maps are sent at up to ``map_side``. Labels are edited in the widget or by
     assigning ``widget.labels``; the selected label, mode, threshold and colormap are synced both
     ways. The last computation is in ``widget.result`` (a :class:`SurgeryResult`). Failures show
     in the widget's error banner and in ``widget.error``; the widget stays usable.
@@ -33,9 +34,10 @@ class SurgeryWidget(WidgetBase):
     image = Array(dtype="uint8", ndim=3).tag(sync=True)
     """The displayed image, (H, W, 3) uint8, at most ``max_side`` pixels on its longer side."""
     surgery_maps = Array(dtype="uint8", ndim=3).tag(sync=True)
-    """CLIP Surgery maps, (labels, H, W) uint8 (0 = lowest, 255 = highest similarity per label)."""
+    """CLIP Surgery maps, (labels, h, w) uint8 (0 = lowest, 255 = highest similarity per label), with
+    the image's aspect ratio at up to ``map_side`` pixels; the browser stretches them over the image."""
     raw_maps = Array(dtype="uint8", ndim=3).tag(sync=True)
-    """Raw CLIP similarity maps, (labels, H, W) uint8, for comparison."""
+    """Raw CLIP similarity maps, (labels, h, w) uint8, for comparison."""
     labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
     """The text labels, one heatmap each; editable in the widget."""
     probs = traitlets.List(traitlets.Float()).tag(sync=True)
@@ -57,7 +59,7 @@ class SurgeryWidget(WidgetBase):
     show_points = traitlets.Bool(False).tag(sync=True)
     """Draw Segment Anything point prompts for the selected label."""
     points = traitlets.List().tag(sync=True)
-    """Point prompts ``[x, y, label]`` (label 1 positive, 0 negative) in image pixels."""
+    """Point prompts ``[x, y, label]`` (label 1 positive, 0 negative) in pixels of ``image``."""
     error = traitlets.Unicode("").tag(sync=True)
     """The last error, shown in the widget; empty when all is well."""
     busy = traitlets.Bool(False).tag(sync=True)
@@ -73,12 +75,14 @@ class SurgeryWidget(WidgetBase):
         *,
         templates: Sequence[str] | None = None,
         max_side: int = 512,
+        map_side: int = 192,
         depth: int | None = None,
         **traits: Any,
     ):
         self._session = session
         self._templates = None if templates is None else tuple(templates)
         self._max_side = int(max_side)
+        self._map_side = int(map_side)
         self._depth = depth
         self.result: SurgeryResult | None = None
         super().__init__(**traits)
@@ -132,9 +136,12 @@ class SurgeryWidget(WidgetBase):
                 self.probs, self.cutoffs, self.points = [], {}, []
             return
         kwargs = {} if self._depth is None else {"depth": self._depth}
-        result = surgery_maps(
-            self._session, self.image, self.labels, templates=self._templates, size="image", **kwargs
-        )
+        # Maps are smooth upsamplings of a coarse token grid, so sending them at full image
+        # resolution would only multiply the bytes per update; the browser scales them up.
+        height, width = self.image.shape[:2]
+        scale = min(1.0, self._map_side / max(height, width))
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        result = surgery_maps(self._session, self.image, self.labels, templates=self._templates, size=size, **kwargs)
         self.result = result
         with self.hold_sync():
             self.surgery_maps = _to_uint8(result.surgery)
