@@ -1,0 +1,20 @@
+// Bundles each widget's ESM module (and the CSS it imports) into clip_widgets/static/.
+import * as esbuild from "esbuild";
+
+const options = {
+  entryPoints: { surgery: "src/surgery.js" },
+  outdir: "../clip_widgets/static",
+  bundle: true,
+  format: "esm",
+  target: "es2020",
+  minify: !process.argv.includes("--watch"),
+  sourcemap: process.argv.includes("--watch") ? "inline" : false,
+  logLevel: "info",
+};
+
+if (process.argv.includes("--watch")) {
+  const context = await esbuild.context(options);
+  await context.watch();
+} else {
+  await esbuild.build(options);
+}

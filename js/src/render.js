@@ -1,0 +1,78 @@
+// Pure pixel and timing helpers: no DOM, so Node's test runner can check them.
+
+/**
+ * RGBA pixels for a heatmap (uint8 values, width * height): values below `cutoff` (0..1) are
+ * transparent, the rest take the colormap's colour at `opacity`.
+ */
+export function overlayRGBA(map, width, height, { cutoff = 0, lut, opacity = 0.6 }) {
+  if (map.length !== width * height) {
+    throw new Error(`heatmap has ${map.length} values, expected ${width} x ${height}`);
+  }
+  const out = new Uint8ClampedArray(width * height * 4);
+  const alpha = Math.round(Math.min(1, Math.max(0, opacity)) * 255);
+  const threshold = cutoff * 255;
+  for (let i = 0; i < map.length; i++) {
+    const value = map[i];
+    if (value < threshold) continue;
+    out[i * 4] = lut[value * 3];
+    out[i * 4 + 1] = lut[value * 3 + 1];
+    out[i * 4 + 2] = lut[value * 3 + 2];
+    out[i * 4 + 3] = alpha;
+  }
+  return out;
+}
+
+/** RGBA pixels of a horizontal colour bar, low on the left. */
+export function legendRGBA(lut, width, height) {
+  const out = new Uint8ClampedArray(width * height * 4);
+  for (let x = 0; x < width; x++) {
+    const value = width === 1 ? 255 : Math.round((x / (width - 1)) * 255);
+    for (let y = 0; y < height; y++) {
+      const i = (y * width + x) * 4;
+      out[i] = lut[value * 3];
+      out[i + 1] = lut[value * 3 + 1];
+      out[i + 2] = lut[value * 3 + 2];
+      out[i + 3] = 255;
+    }
+  }
+  return out;
+}
+
+/** RGBA pixels from an (H, W, 3) uint8 image. */
+export function imageRGBA(rgb, width, height) {
+  if (rgb.length !== width * height * 3) throw new Error(`image has ${rgb.length} values, expected ${width} x ${height} x 3`);
+  const out = new Uint8ClampedArray(width * height * 4);
+  for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) {
+    out[j] = rgb[i];
+    out[j + 1] = rgb[i + 1];
+    out[j + 2] = rgb[i + 2];
+    out[j + 3] = 255;
+  }
+  return out;
+}
+
+/** `fn` delayed until `ms` pass without another call; `.flush()` runs a pending call now. */
+export function debounce(fn, ms) {
+  let timer = null;
+  let pending = null;
+  const debounced = (...args) => {
+    pending = args;
+    clearTimeout(timer);
+    timer = setTimeout(debounced.flush, ms);
+  };
+  debounced.flush = () => {
+    clearTimeout(timer);
+    timer = null;
+    if (pending) {
+      const args = pending;
+      pending = null;
+      fn(...args);
+    }
+  };
+  debounced.cancel = () => {
+    clearTimeout(timer);
+    timer = null;
+    pending = null;
+  };
+  return debounced;
+}

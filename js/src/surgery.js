@@ -1,0 +1,308 @@
+// SurgeryWidget front end: an image, a heatmap per label over it, the label list and controls.
+// Python computes everything; this module draws the synced state and sends edits back.
+import "./surgery.css";
+import { decodeArray } from "./codecs.js";
+import { COLORMAPS, colormapLUT } from "./colormap.js";
+import { addLabel, moveSelection, removeLabel } from "./labels.js";
+import { debounce, imageRGBA, legendRGBA, overlayRGBA } from "./render.js";
+
+const SLIDER_DEBOUNCE_MS = 150;
+const MODE_NAMES = { surgery: "CLIP Surgery", raw: "raw CLIP" };
+
+/** Create an element; text goes in through textContent only, never as HTML. */
+function h(tag, props = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key in node && typeof value !== "string") node[key] = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function select(className, label, options) {
+  const control = h("select", { class: className, "aria-label": label });
+  for (const [value, text] of options) control.append(h("option", { value, text }));
+  return control;
+}
+
+function labelled(text, control) {
+  return h("label", { class: "cw-control" }, [h("span", { class: "cw-control-name", text }), control]);
+}
+
+function render({ model, el }) {
+  el.classList.add("cw-surgery");
+  const errorBanner = h("div", { class: "cw-error", role: "alert", hidden: true });
+  const busy = h("div", { class: "cw-busy", text: "computing…", hidden: true });
+
+  const base = h("canvas", { class: "cw-base", width: 1, height: 1 });
+  const overlay = h("canvas", { class: "cw-overlay", width: 1, height: 1 });
+  const pointsLayer = h("canvas", { class: "cw-points", width: 1, height: 1 });
+  const stage = h("div", { class: "cw-stage" }, [base, overlay, pointsLayer]);
+
+  const list = h("ul", { class: "cw-labels", role: "listbox", tabindex: "0", "aria-label": "labels" });
+  const input = h("input", { class: "cw-label-input", type: "text", placeholder: "add a label, press Enter" });
+
+  const mode = select("cw-mode", "map", Object.entries(MODE_NAMES));
+  const threshold = h("input", { class: "cw-threshold", type: "range", min: "0", max: "1", step: "0.01" });
+  const thresholdValue = h("output", { class: "cw-threshold-value" });
+  const method = select("cw-threshold-method", "threshold method", [["fixed", "fixed"], ["quantile", "quantile"], ["otsu", "Otsu"]]);
+  const opacity = h("input", { class: "cw-opacity", type: "range", min: "0", max: "1", step: "0.01" });
+  const colormap = select("cw-colormap", "colormap", COLORMAPS.map((name) => [name, name]));
+  const showPoints = h("input", { class: "cw-show-points", type: "checkbox" });
+
+  const legendBar = h("canvas", { class: "cw-legend-bar", width: 128, height: 10 });
+  const legendCaption = h("span", { class: "cw-legend-caption" });
+  const legend = h("div", { class: "cw-legend" }, [
+    legendCaption,
+    h("div", { class: "cw-legend-scale" }, [h("span", { text: "low" }), legendBar, h("span", { text: "high" })]),
+  ]);
+
+  const controls = h("div", { class: "cw-controls" }, [
+    labelled("map", mode),
+    labelled("threshold", h("span", { class: "cw-range" }, [threshold, thresholdValue])),
+    labelled("method", method),
+    labelled("opacity", opacity),
+    labelled("colormap", colormap),
+    h("label", { class: "cw-control cw-check" }, [showPoints, h("span", { text: "point prompts" })]),
+  ]);
+  const side = h("div", { class: "cw-side" }, [list, input, controls, legend]);
+  el.replaceChildren(errorBanner, h("div", { class: "cw-body" }, [h("div", { class: "cw-view" }, [stage, busy]), side]));
+
+  // Decoded arrays are cached per trait so redraws (threshold, colormap) never decode again.
+  const decoded = {};
+  let localError = "";
+  let previewCutoff = null; // a fixed threshold being dragged, drawn before Python answers
+
+  function decode(name) {
+    if (!(name in decoded)) decoded[name] = decodeArray(model.get(name));
+    return decoded[name];
+  }
+
+  function showError() {
+    const message = [model.get("error"), localError].filter(Boolean).join("\n");
+    errorBanner.textContent = message;
+    errorBanner.hidden = !message;
+  }
+
+  function guarded(draw) {
+    return () => {
+      try {
+        draw();
+        if (localError) {
+          localError = "";
+          showError();
+        }
+      } catch (err) {
+        localError = `display error: ${err.message}`;
+        showError();
+      }
+    };
+  }
+
+  const drawImage = guarded(() => {
+    const image = decode("image");
+    if (!image) {
+      base.width = base.height = pointsLayer.width = pointsLayer.height = 1;
+      return;
+    }
+    if (image.shape.length !== 3 || image.shape[2] !== 3) throw new Error(`image must be (H, W, 3), got [${image.shape}]`);
+    const [height, width] = image.shape;
+    base.width = pointsLayer.width = width;
+    base.height = pointsLayer.height = height;
+    base.getContext("2d").putImageData(new ImageData(imageRGBA(image.data, width, height), width, height), 0, 0);
+    stage.style.aspectRatio = `${width} / ${height}`;
+  });
+
+  function selectedIndex() {
+    const index = model.get("selected");
+    return index >= 0 && index < model.get("labels").length ? index : -1;
+  }
+
+  const drawOverlay = guarded(() => {
+    const context = overlay.getContext("2d");
+    const currentMode = model.get("mode");
+    const maps = decode(currentMode === "raw" ? "raw_maps" : "surgery_maps");
+    const index = selectedIndex();
+    if (!maps || index < 0 || index >= maps.shape[0]) {
+      context.clearRect(0, 0, overlay.width, overlay.height);
+      return;
+    }
+    if (maps.shape.length !== 3) throw new Error(`maps must be (labels, H, W), got [${maps.shape}]`);
+    const [, height, width] = maps.shape;
+    overlay.width = width;
+    overlay.height = height;
+    const cutoffs = model.get("cutoffs") || {};
+    const cutoff = previewCutoff ?? (cutoffs[currentMode] || [])[index] ?? 0;
+    const slice = maps.data.subarray(index * width * height, (index + 1) * width * height);
+    const pixels = overlayRGBA(slice, width, height, {
+      cutoff,
+      lut: colormapLUT(model.get("colormap")),
+      opacity: model.get("opacity"),
+    });
+    context.putImageData(new ImageData(pixels, width, height), 0, 0);
+  });
+
+  const drawPoints = guarded(() => {
+    const context = pointsLayer.getContext("2d");
+    context.clearRect(0, 0, pointsLayer.width, pointsLayer.height);
+    if (!model.get("show_points")) return;
+    const radius = Math.max(3, Math.round(Math.max(pointsLayer.width, pointsLayer.height) / 80));
+    for (const [x, y, positive] of model.get("points") || []) {
+      context.beginPath();
+      context.arc(x, y, radius, 0, 2 * Math.PI);
+      context.lineWidth = Math.max(1.5, radius / 3);
+      if (positive) {
+        context.fillStyle = "#2e7d32";
+        context.strokeStyle = "#ffffff";
+        context.fill();
+        context.stroke();
+      } else {
+        context.strokeStyle = "#d32f2f";
+        context.stroke();
+        const d = radius * 0.6;
+        context.beginPath();
+        context.moveTo(x - d, y - d);
+        context.lineTo(x + d, y + d);
+        context.moveTo(x + d, y - d);
+        context.lineTo(x - d, y + d);
+        context.stroke();
+      }
+    }
+  });
+
+  const drawLegend = guarded(() => {
+    const lut = colormapLUT(model.get("colormap"));
+    legendBar.getContext("2d").putImageData(new ImageData(legendRGBA(lut, 128, 10), 128, 10), 0, 0);
+    const index = selectedIndex();
+    const label = index >= 0 ? model.get("labels")[index] : "no label selected";
+    legendCaption.textContent = `${MODE_NAMES[model.get("mode")] ?? model.get("mode")}: ${label}`;
+  });
+
+  function drawLabels() {
+    const labels = model.get("labels");
+    const probs = model.get("probs") || [];
+    const index = selectedIndex();
+    list.replaceChildren();
+    if (!labels.length) {
+      list.append(h("li", { class: "cw-empty", text: "no labels" }));
+    }
+    labels.forEach((label, i) => {
+      const remove = h("button", { class: "cw-label-remove", type: "button", text: "×", title: "remove", "aria-label": `Remove label ${label}` });
+      remove.addEventListener("click", (event) => {
+        event.stopPropagation();
+        const next = removeLabel(model.get("labels"), model.get("selected"), i);
+        model.set("labels", next.labels);
+        model.set("selected", next.selected);
+        model.save_changes();
+      });
+      const prob = probs.length === labels.length ? `${(probs[i] * 100).toFixed(1)}%` : "";
+      const item = h("li", { class: i === index ? "cw-label cw-selected" : "cw-label", role: "option", "aria-selected": String(i === index) }, [
+        h("span", { class: "cw-label-text", text: label }),
+        h("span", { class: "cw-label-prob", text: prob, title: "zero-shot probability" }),
+        remove,
+      ]);
+      item.addEventListener("click", () => setSelected(i));
+      list.append(item);
+    });
+  }
+
+  function setSelected(index) {
+    model.set("selected", index);
+    model.save_changes();
+  }
+
+  function syncControls() {
+    mode.value = model.get("mode");
+    threshold.value = String(model.get("threshold"));
+    thresholdValue.textContent = Number(model.get("threshold")).toFixed(2);
+    method.value = model.get("threshold_method");
+    threshold.disabled = model.get("threshold_method") === "otsu";
+    opacity.value = String(model.get("opacity"));
+    colormap.value = model.get("colormap");
+    showPoints.checked = model.get("show_points");
+    stage.style.width = `${model.get("display_width")}px`;
+    busy.hidden = !model.get("busy");
+  }
+
+  // -- edits from the browser -------------------------------------------------------------
+  const saveSlider = debounce((name, value) => {
+    model.set(name, value);
+    model.save_changes();
+  }, SLIDER_DEBOUNCE_MS);
+
+  threshold.addEventListener("input", () => {
+    const value = Number(threshold.value);
+    thresholdValue.textContent = value.toFixed(2);
+    if (model.get("threshold_method") === "fixed") {
+      previewCutoff = value;
+      drawOverlay();
+    }
+    saveSlider("threshold", value);
+  });
+  threshold.addEventListener("change", () => saveSlider.flush());
+  opacity.addEventListener("input", () => saveSlider("opacity", Number(opacity.value)));
+  opacity.addEventListener("change", () => saveSlider.flush());
+  for (const [control, name] of [[mode, "mode"], [method, "threshold_method"], [colormap, "colormap"]]) {
+    control.addEventListener("change", () => {
+      model.set(name, control.value);
+      model.save_changes();
+    });
+  }
+  showPoints.addEventListener("change", () => {
+    model.set("show_points", showPoints.checked);
+    model.save_changes();
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter") return;
+    const { labels, index } = addLabel(model.get("labels"), input.value);
+    input.value = "";
+    if (labels !== model.get("labels")) model.set("labels", labels);
+    if (index >= 0) model.set("selected", index);
+    model.save_changes();
+  });
+  list.addEventListener("keydown", (event) => {
+    const steps = { ArrowDown: 1, ArrowUp: -1, Home: -Infinity, End: Infinity };
+    if (!(event.key in steps)) return;
+    event.preventDefault();
+    const count = model.get("labels").length;
+    setSelected(moveSelection(model.get("selected"), count, Math.max(-count, Math.min(count, steps[event.key]))));
+  });
+
+  // -- changes from Python ----------------------------------------------------------------
+  const handlers = {
+    "change:image": () => { delete decoded.image; drawImage(); drawPoints(); },
+    "change:surgery_maps": () => { delete decoded.surgery_maps; drawOverlay(); },
+    "change:raw_maps": () => { delete decoded.raw_maps; drawOverlay(); },
+    "change:cutoffs": () => { previewCutoff = null; drawOverlay(); },
+    "change:threshold": () => { previewCutoff = null; syncControls(); drawOverlay(); },
+    "change:labels change:probs": () => { drawLabels(); drawLegend(); },
+    "change:selected": () => { drawLabels(); drawOverlay(); drawLegend(); },
+    "change:mode": () => { syncControls(); drawOverlay(); drawLegend(); },
+    "change:colormap": () => { syncControls(); drawOverlay(); drawLegend(); },
+    "change:opacity": () => { syncControls(); drawOverlay(); },
+    "change:threshold_method change:display_width change:busy": syncControls,
+    "change:points change:show_points": () => { syncControls(); drawPoints(); },
+    "change:error": showError,
+  };
+  const subscriptions = Object.entries(handlers).flatMap(([events, handler]) =>
+    events.split(" ").map((event) => [event, handler]));
+  for (const [event, handler] of subscriptions) model.on(event, handler);
+
+  syncControls();
+  showError();
+  drawImage();
+  drawOverlay();
+  drawPoints();
+  drawLabels();
+  drawLegend();
+
+  return () => {
+    saveSlider.cancel();
+    for (const [event, handler] of subscriptions) model.off(event, handler);
+  };
+}
+
+export default { render };

@@ -1,0 +1,52 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { COLORMAPS, colormapLUT } from "../src/colormap.js";
+import { debounce, imageRGBA, legendRGBA, overlayRGBA } from "../src/render.js";
+
+test("colormaps have 256 RGB entries and the right ends", () => {
+  for (const name of COLORMAPS) assert.equal(colormapLUT(name).length, 768);
+  const jet = colormapLUT("jet");
+  assert.deepEqual(Array.from(jet.slice(0, 3)), [0, 0, 128]);
+  assert.deepEqual(Array.from(jet.slice(765)), [128, 0, 0]);
+  assert.equal(colormapLUT("no-such-map"), jet);
+  const gray = colormapLUT("gray");
+  for (let i = 1; i < 256; i++) assert.ok(gray[i * 3] >= gray[(i - 1) * 3]);
+  assert.equal(gray[255 * 3], 255);
+});
+
+test("overlay hides values below the cutoff and colours the rest", () => {
+  const lut = colormapLUT("gray");
+  const map = Uint8Array.from([0, 100, 200, 255]);
+  const pixels = overlayRGBA(map, 2, 2, { cutoff: 0.5, lut, opacity: 0.5 });
+  assert.deepEqual(Array.from(pixels.slice(0, 8)), [0, 0, 0, 0, 0, 0, 0, 0]);
+  assert.deepEqual(Array.from(pixels.slice(8, 12)), [200, 200, 200, 128]);
+  assert.deepEqual(Array.from(pixels.slice(12)), [255, 255, 255, 128]);
+  const all = overlayRGBA(map, 2, 2, { cutoff: 0, lut, opacity: 1 });
+  assert.equal(all[3], 255);
+  assert.throws(() => overlayRGBA(map, 3, 2, { lut }), /expected 3 x 2/);
+});
+
+test("legend runs low to high; image gets an opaque alpha", () => {
+  const lut = colormapLUT("gray");
+  const legend = legendRGBA(lut, 4, 1);
+  assert.equal(legend[0], 0);
+  assert.equal(legend[12], 255);
+  assert.deepEqual(Array.from(imageRGBA(Uint8Array.from([1, 2, 3]), 1, 1)), [1, 2, 3, 255]);
+});
+
+test("debounce coalesces calls, flushes and cancels", async () => {
+  const calls = [];
+  const fn = debounce((value) => calls.push(value), 20);
+  fn(1);
+  fn(2);
+  fn(3);
+  await new Promise((resolve) => setTimeout(resolve, 40));
+  assert.deepEqual(calls, [3]);
+  fn(4);
+  fn.flush();
+  assert.deepEqual(calls, [3, 4]);
+  fn(5);
+  fn.cancel();
+  await new Promise((resolve) => setTimeout(resolve, 40));
+  assert.deepEqual(calls, [3, 4]);
+});
