@@ -85,6 +85,7 @@ class SurgeryWidget(WidgetBase):
         self._map_side = int(map_side)
         self._depth = depth
         self.result: SurgeryResult | None = None
+        self.last_exception: BaseException | None = None
         super().__init__(**traits)
         with self.hold_trait_notifications():
             if image is not None:
@@ -177,7 +178,9 @@ class SurgeryWidget(WidgetBase):
             work()
             self.error = ""
         except Exception as exc:  # noqa: BLE001 - any failure must reach the user, not kill the view
-            log.exception("SurgeryWidget update failed")
+            # The banner is the user-facing report; the traceback stays available for debugging.
+            log.debug("SurgeryWidget update failed", exc_info=True)
+            self.last_exception = exc
             self.error = f"{type(exc).__name__}: {exc}"
         finally:
             self.busy = False

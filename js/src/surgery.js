@@ -277,7 +277,8 @@ function render({ model, el }) {
     "change:surgery_maps": () => { delete decoded.surgery_maps; drawOverlay(); },
     "change:raw_maps": () => { delete decoded.raw_maps; drawOverlay(); },
     "change:cutoffs": () => { previewCutoff = null; drawOverlay(); },
-    "change:threshold": () => { previewCutoff = null; syncControls(); drawOverlay(); },
+    // A dragged fixed threshold is previewed until Python's cutoffs for it arrive.
+    "change:threshold": syncControls,
     "change:labels change:probs": () => { drawLabels(); drawLegend(); },
     "change:selected": () => { drawLabels(); drawOverlay(); drawLegend(); },
     "change:mode": () => { syncControls(); drawOverlay(); drawLegend(); },

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Lint, JS unit tests, then every Python test: compute modules, widgets, headless-Chromium widget
+# tests in JupyterLab, and notebook execution. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/python ] || [ ! -f clip_widgets/static/surgery.js ] || [ ! -d js/node_modules ]; then
+  bash scripts/install.sh
+fi
+# In CI a browser test that cannot start Chromium fails instead of skipping.
+if [ -n "${CI:-}" ]; then export CLIP_WIDGETS_REQUIRE_BROWSER=1; fi
+
+echo "== ruff"
+.venv/bin/ruff check clip_widgets tests bench tools
+echo "== JS tests"
+(cd js && npm test --silent)
+echo "== Python tests"
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
