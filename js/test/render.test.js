@@ -21,6 +21,9 @@ test("overlay hides values below the cutoff and colours the rest", () => {
   assert.deepEqual(Array.from(pixels.slice(0, 8)), [0, 0, 0, 0, 0, 0, 0, 0]);
   assert.deepEqual(Array.from(pixels.slice(8, 12)), [200, 200, 200, 128]);
   assert.deepEqual(Array.from(pixels.slice(12)), [255, 255, 255, 128]);
+  const edge = overlayRGBA(map, 2, 2, { cutoff: 200 / 255, lut, opacity: 1 });
+  assert.equal(edge[11], 255, "a value exactly at the cutoff is shown");
+  assert.equal(edge[7], 0);
   const all = overlayRGBA(map, 2, 2, { cutoff: 0, lut, opacity: 1 });
   assert.equal(all[3], 255);
   assert.throws(() => overlayRGBA(map, 3, 2, { lut }), /expected 3 x 2/);
