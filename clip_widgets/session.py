@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 import os
 import pickle
 import re
@@ -55,6 +56,10 @@ _DTYPES = {
 }
 _TEXT_BATCH = 1024  # token sequences per text-tower call; bounds memory for huge label sets
 _SCHEMAS = ("hf-hub:", "local-dir:")
+EMBEDDED_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL = "world-vit"
+"""The embedded model: trained on the shapes world of :mod:`clip_widgets.world` and CIFAR-10
+photos by ``python -m clip_widgets.train_world``; it ships with the package and needs no network."""
 _CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 
 
@@ -262,6 +267,7 @@ class ModelSession:
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.name = name
+        self.metrics: dict[str, Any] = {}  # evaluation figures an embedded model ships with
         self.tokenizer = tokenizer
 
         visual = getattr(self.model, "visual", None)
@@ -420,11 +426,44 @@ class ModelSession:
         return cls(model, tokenizer=tokenizer, preprocess_cfg=pp, name=label, device=device, dtype=dtype)
 
     @classmethod
+    def embedded_models(cls) -> list[str]:
+        """Names of the models that ship inside the package."""
+        return sorted(p.name for p in EMBEDDED_DIR.glob("*") if (p / "open_clip_config.json").is_file())
+
+    @classmethod
+    def from_embedded(
+        cls,
+        name: str = DEFAULT_MODEL,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+    ) -> ModelSession:
+        """A model that ships inside the package (see :meth:`embedded_models`), offline."""
+        directory = EMBEDDED_DIR / name
+        config_path = directory / "open_clip_config.json"
+        if not config_path.is_file():
+            available = ", ".join(cls.embedded_models()) or "none"
+            raise ValueError(f"no embedded model {name!r}; embedded models: {available}")
+        config = json.loads(config_path.read_text())
+        session = cls.from_checkpoint(directory / "open_clip_model.safetensors", config, device=device, dtype=dtype)
+        session.name = name
+        session.metrics = dict(config.get("metrics", {}))
+        return session
+
+    @classmethod
+    def default(cls, **kw: Any) -> ModelSession:
+        """The embedded default model (:data:`DEFAULT_MODEL`)."""
+        return cls.from_embedded(DEFAULT_MODEL, **kw)
+
+    @classmethod
     def load(cls, spec: str | os.PathLike, **kw: Any) -> ModelSession:
-        """One entry point: ``"tiny-vit"`` (a built-in config), ``"ViT-B-32:openai"`` or ``"ViT-B-32"``
+        """One entry point: ``"world-vit"`` (an embedded model), ``"tiny-vit"`` (a built-in config),
+        ``"ViT-B-32:openai"`` or ``"ViT-B-32"``
         with ``pretrained=...`` (a hub model), ``"hf-hub:org/repo"``, or a checkpoint file path (then
         ``config=`` is required)."""
         spec_str = os.fspath(spec)
+        if (EMBEDDED_DIR / spec_str / "open_clip_config.json").is_file():
+            return cls.from_embedded(spec_str, **kw)
         if spec_str in TINY_CONFIGS:
             return cls.from_config(spec_str, **kw)
         if spec_str.startswith(_SCHEMAS):

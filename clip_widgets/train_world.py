@@ -1,0 +1,264 @@
+"""Train the embedded default model: a small open_clip CLIP on the shapes world (+ CIFAR-10 photos).
+
+    python -m clip_widgets.train_world --out runs/world --steps 3000 [--cifar ../shared/data/cifar10-train.tar.gz]
+
+Contrastive training (symmetric InfoNCE) on scenes drawn on the fly from
+:mod:`clip_widgets.world`, each batch's scenes fixed by the step number, so a run is seeded and
+a resumed run sees exactly the batches it would have seen. With ``--cifar``, a quarter of each
+batch is CIFAR-10 training photos captioned "a photo of a <class>"; the last 500 photos of
+each class are held out for evaluation. A checkpoint (model, optimizer, step) is written every
+``--save-every`` steps and on Ctrl-C; run the same command again to resume. ``--export`` writes
+the float16 safetensors and config that ship in ``clip_widgets/models/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .world import CLASSES, draw_scene
+
+WORLD_CONFIG = {
+    "embed_dim": 128,
+    "quick_gelu": True,
+    "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 128, "layers": 6, "head_width": 32},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 96, "heads": 3, "layers": 4},
+}
+"""The embedded model: a 6-block ViT at 64 px (patch 8, an 8 x 8 grid) and a 4-block text tower."""
+PREPROCESS = {"size": 64, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "interpolation": "bicubic",
+              "resize_mode": "shortest"}  # fmt: skip
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR_HELD_OUT = 500  # per class, the last ones by file name
+EVAL_SEED_BASE = 10**9  # evaluation scenes come from seeds training never uses
+
+
+def load_cifar(path: Path, cache_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train images, train labels, held-out images, held-out labels) as uint8 (N, 32, 32, 3), cached as .npz."""
+    cache = cache_dir / "cifar10.npz"
+    if cache.exists():
+        data = np.load(cache)
+        return data["x_train"], data["y_train"], data["x_test"], data["y_test"]
+    by_class: dict[str, list[tuple[str, np.ndarray]]] = {c: [] for c in CIFAR_CLASSES}
+    with tarfile.open(path) as archive:
+        for member in tqdm(archive, desc="reading CIFAR-10", unit="file"):
+            parts = member.name.split("/")
+            if not member.isfile() or len(parts) != 3 or parts[1] not in by_class:
+                continue
+            raw = archive.extractfile(member).read()
+            by_class[parts[1]].append((parts[2], np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))))
+    splits: dict[str, list] = {"x_train": [], "y_train": [], "x_test": [], "y_test": []}
+    for label, name in enumerate(CIFAR_CLASSES):
+        items = [pixels for _, pixels in sorted(by_class[name], key=lambda item: item[0])]
+        splits["x_train"] += items[:-CIFAR_HELD_OUT]
+        splits["y_train"] += [label] * (len(items) - CIFAR_HELD_OUT)
+        splits["x_test"] += items[-CIFAR_HELD_OUT:]
+        splits["y_test"] += [label] * CIFAR_HELD_OUT
+    arrays = {k: np.asarray(v, dtype=np.uint8 if k.startswith("x") else np.int64) for k, v in splits.items()}
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **arrays)
+    return arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
+
+
+def to_pixels(images: list[np.ndarray] | np.ndarray, size: int = 64) -> torch.Tensor:
+    """uint8 (N, h, w, 3) to normalized float (N, 3, size, size) with the model's own mean/std."""
+    x = torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    mean = torch.tensor(PREPROCESS["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(PREPROCESS["std"]).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+class Batches(torch.utils.data.IterableDataset):
+    """Batches for steps ``start``.. as (pixels, captions); batch ``k`` depends only on (seed, k)."""
+
+    def __init__(self, start: int, batch_size: int, seed: int, cifar: tuple[np.ndarray, np.ndarray] | None):
+        self.start, self.batch_size, self.seed, self.cifar = start, batch_size, seed, cifar
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, list[str]]]:
+        step = self.start
+        while True:
+            rng = np.random.default_rng([self.seed, step])
+            photos = self.batch_size // 4 if self.cifar is not None else 0
+            images, captions = [], []
+            for _ in range(self.batch_size - photos):
+                scene = draw_scene(rng)
+                images.append(np.asarray(scene.image))
+                captions.append(scene.caption)
+            if photos:
+                x, y = self.cifar
+                picks = rng.integers(0, len(x), photos)
+                flips = rng.random(photos) < 0.5
+                photo_pixels = np.where(flips[:, None, None, None], x[picks][:, :, ::-1], x[picks])
+                pixels = torch.cat([to_pixels(images), to_pixels(photo_pixels)])
+                captions += [f"a photo of a {CIFAR_CLASSES[label]}" for label in y[picks]]
+            else:
+                pixels = to_pixels(images)
+            yield pixels, captions
+            step += 1
+
+
+def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    logits = logit_scale * F.normalize(image_features, dim=-1) @ F.normalize(text_features, dim=-1).T
+    targets = torch.arange(len(logits))
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, tokenizer, *, scenes: int = 600, cifar_test=None) -> dict[str, float]:
+    """Zero-shot accuracy on held-out single-object scenes over the 30 classes (and over colour
+    and shape alone, read off the same prediction), and on held-out CIFAR-10 photos."""
+    model.eval()
+    text = F.normalize(model.encode_text(tokenizer([f"a {c}" for c in CLASSES])), dim=-1)
+    images, truth = [], []
+    for k in range(scenes):
+        rng = np.random.default_rng(EVAL_SEED_BASE + k)
+        target = CLASSES[k % len(CLASSES)]
+        colour, shape = target.split()
+        images.append(np.asarray(draw_scene(rng, spec=[(colour, shape)], word_probability=0.0).image))
+        truth.append(target)
+    predicted = []
+    for chunk in range(0, scenes, 200):
+        features = F.normalize(model.encode_image(to_pixels(images[chunk : chunk + 200])), dim=-1)
+        predicted += [CLASSES[i] for i in (features @ text.T).argmax(-1).tolist()]
+    pairs = [(p.split(), t.split()) for p, t in zip(predicted, truth, strict=True)]
+    result = {
+        "class_accuracy": float(np.mean([p == t for p, t in pairs])),
+        "colour_accuracy": float(np.mean([p[0] == t[0] for p, t in pairs])),
+        "shape_accuracy": float(np.mean([p[1] == t[1] for p, t in pairs])),
+    }
+    if cifar_test is not None:
+        x, y = cifar_test
+        labels = F.normalize(model.encode_text(tokenizer([f"a photo of a {c}" for c in CIFAR_CLASSES])), dim=-1)
+        hits = 0
+        for chunk in range(0, len(x), 500):
+            features = F.normalize(model.encode_image(to_pixels(x[chunk : chunk + 500])), dim=-1)
+            hits += int(((features @ labels.T).argmax(-1) == torch.from_numpy(y[chunk : chunk + 500])).sum())
+        result["cifar_accuracy"] = hits / len(x)
+    model.train()
+    return result
+
+
+def export(model: torch.nn.Module, directory: Path, metrics: dict | None = None) -> None:
+    """float16 safetensors + open_clip_config.json (model_cfg + preprocess_cfg), loadable by ModelSession."""
+    from safetensors.torch import save_file  # noqa: PLC0415
+
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, directory / "open_clip_model.safetensors")
+    config = {"model_cfg": WORLD_CONFIG, "preprocess_cfg": PREPROCESS}
+    if metrics:
+        config["metrics"] = metrics
+    (directory / "open_clip_config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, log)")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=150)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cifar", type=Path, default=None, help="cifar10-train.tar.gz to mix real photos in")
+    parser.add_argument("--save-every", type=int, default=100)
+    parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--export", type=Path, default=None, help="write the shipped weights here at the end")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    model = open_clip.CLIP(**WORLD_CONFIG)
+    tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=WORLD_CONFIG["text_cfg"]["context_length"])
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=args.lr, betas=(0.9, 0.98), eps=1e-6)  # fmt: skip
+    checkpoint_path = args.out / "checkpoint.pt"
+    step = 0
+    if checkpoint_path.exists():
+        checkpoint = torch.load(checkpoint_path, weights_only=True)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        step = int(checkpoint["step"])
+        print(f"resuming {checkpoint_path} at step {step}")
+
+    cifar = cifar_test = None
+    if args.cifar is not None:
+        x_train, y_train, x_test, y_test = load_cifar(args.cifar, args.out)
+        cifar, cifar_test = (x_train, y_train), (x_test, y_test)
+
+    def save() -> None:
+        tmp = checkpoint_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
+        tmp.replace(checkpoint_path)  # atomic: a kill mid-save leaves the previous checkpoint
+
+    def lr_at(k: int) -> float:
+        if k < args.warmup:
+            return args.lr * (k + 1) / args.warmup
+        progress = (k - args.warmup) / max(1, args.steps - args.warmup)
+        return args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    loader = torch.utils.data.DataLoader(
+        Batches(step, args.batch_size, args.seed, cifar), batch_size=None, num_workers=1, prefetch_factor=4
+    )
+    log = (args.out / "log.jsonl").open("a")
+    model.train()
+    progress = tqdm(total=args.steps, initial=step, desc="training", unit="step")
+    started = time.perf_counter()
+    try:
+        for pixels, captions in loader:
+            if step >= args.steps:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
+            image_features = model.encode_image(pixels)
+            text_features = model.encode_text(tokenizer(captions))
+            loss = clip_loss(image_features, text_features, model.logit_scale.exp())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, math.log(100))
+            step += 1
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss.item():.3f}")
+            record = {"step": step, "loss": round(loss.item(), 4), "lr": lr_at(step - 1),
+                      "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+            if step % args.save_every == 0 or step == args.steps:
+                save()
+            if step % args.eval_every == 0 or step == args.steps:
+                record |= evaluate(model, tokenizer, cifar_test=cifar_test)
+                progress.write(json.dumps(record))
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+    except KeyboardInterrupt:
+        progress.write(f"interrupted at step {step}; checkpoint saved, run the same command to resume")
+    finally:
+        save()
+        progress.close()
+    if args.export is not None and step >= args.steps:
+        metrics = evaluate(model, tokenizer, scenes=1500, cifar_test=cifar_test)
+        export(model, args.export, {**metrics, "steps": step})
+        print(json.dumps(metrics))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""The shapes world: deterministic scenes whose captions and masks match what is drawn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clip_widgets.world import CLASSES, COLOURS, SHAPES, caption_for, draw_scene
+
+
+def test_same_seed_same_scene_and_different_seeds_differ():
+    a, b, c = draw_scene(3), draw_scene(3), draw_scene(4)
+    np.testing.assert_array_equal(np.asarray(a.image), np.asarray(b.image))
+    assert a.caption == b.caption
+    np.testing.assert_array_equal(a.masks, b.masks)
+    assert not np.array_equal(np.asarray(a.image), np.asarray(c.image))
+
+
+def test_masks_cover_pixels_of_the_named_colour():
+    for seed in range(40):
+        scene = draw_scene(seed, word_probability=0.0)
+        pixels = np.asarray(scene.image).astype(float)
+        for obj in scene.objects:
+            if obj.mask.sum() < 10:  # almost hidden under a later shape
+                continue
+            mean = pixels[obj.mask].mean(0)
+            nearest = min(COLOURS, key=lambda name: np.linalg.norm(mean - np.array(COLOURS[name])))
+            assert nearest == obj.colour, (seed, obj.label, mean)
+
+
+def test_masks_do_not_overlap_and_match_the_caption():
+    scene = draw_scene(11, objects=3, word_probability=0.0)
+    assert len(scene.objects) == 3
+    assert (scene.masks.sum(0) <= 1).all()
+    for obj in scene.objects:
+        assert f"{obj.colour} {obj.shape}" in scene.caption
+    assert scene.caption.count(" and ") == 1
+
+
+def test_spec_and_written_word():
+    scene = draw_scene(5, spec=[("orange", "star")], word="ipod")
+    assert scene.labels == ["orange star"]
+    assert scene.caption == 'a large orange star, with the word "ipod"'
+    assert scene.word_mask is not None and scene.word_mask.sum() > 5
+    # the word is drawn in near-black or near-white ink over its mask
+    ink = np.asarray(scene.image)[scene.word_mask & ~scene.masks[0]].astype(float)
+    assert ((ink.mean(1) < 60) | (ink.mean(1) > 200)).mean() > 0.5
+    with pytest.raises(ValueError, match="unknown object"):
+        draw_scene(0, spec=[("teal", "circle")])
+
+
+def test_captions_and_classes():
+    assert len(CLASSES) == len(COLOURS) * len(SHAPES) == 30
+    scene = draw_scene(0, spec=[("orange", "circle"), ("red", "cross")], word_probability=0.0)
+    caption = caption_for(scene.objects)
+    assert caption.startswith(("an orange circle and a", "a large orange circle and a")), caption
+    assert caption.endswith("red cross")
