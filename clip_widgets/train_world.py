@@ -176,6 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cifar", type=Path, default=None, help="cifar10-train.tar.gz to mix real photos in")
     parser.add_argument("--save-every", type=int, default=100)
     parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--eval-scenes", type=int, default=600, help="held-out scenes per periodic evaluation")
+    parser.add_argument("--export-scenes", type=int, default=1500, help="held-out scenes for the shipped metrics")
     parser.add_argument("--export", type=Path, default=None, help="write the shipped weights here at the end")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
@@ -245,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
             if step % args.save_every == 0 or step == args.steps:
                 save()
             if step % args.eval_every == 0 or step == args.steps:
-                record |= evaluate(model, tokenizer, cifar_test=cifar_test)
+                record |= evaluate(model, tokenizer, scenes=args.eval_scenes, cifar_test=cifar_test)
                 progress.write(json.dumps(record))
             log.write(json.dumps(record) + "\n")
             log.flush()
@@ -255,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
         save()
         progress.close()
     if args.export is not None and step >= args.steps:
-        metrics = evaluate(model, tokenizer, scenes=1500, cifar_test=cifar_test)
+        metrics = evaluate(model, tokenizer, scenes=args.export_scenes, cifar_test=cifar_test)
         export(model, args.export, {**metrics, "steps": step})
         print(json.dumps(metrics))
 
