@@ -108,3 +108,9 @@ def test_maps_are_sent_at_map_side(vit_session, astronaut):
     assert w.image.shape[:2] == (200, 200) and w.surgery_maps.shape == (3, 50, 50)
     assert all(0 <= x < 200 and 0 <= y < 200 for x, y, _ in w.points)  # points stay in image pixels
     w.close()
+
+
+def test_resnet_sessions_work_too(resnet_session, astronaut):
+    w = SurgeryWidget(resnet_session, astronaut, ["face", "sky"], max_side=64)
+    assert w.error == "" and w.surgery_maps.shape == (2, 64, 64) and np.ptp(w.surgery_maps) > 0
+    w.close()
