@@ -25,7 +25,7 @@ import torch
 
 from clip_widgets.session import ModelSession
 from clip_widgets.surgery import dense_tokens, feature_surgery, similarity_to_maps, whole_image_pixels
-from clip_widgets.world import CLASSES, SHAPES, draw_scene
+from clip_widgets.world import CLASSES, SHAPES, class_prompt, draw_scene
 
 EVAL_SEED_BASE = 2 * 10**9
 THRESHOLDS = np.linspace(0.05, 0.95, 19)
@@ -44,7 +44,7 @@ def load_session(args) -> ModelSession:
 
 @torch.no_grad()
 def classify(session: ModelSession, images: list) -> list[str]:
-    text = session.encode_text([f"a {c}" for c in CLASSES])
+    text = session.encode_text([class_prompt(c) for c in CLASSES])
     pixels = torch.cat([whole_image_pixels(session, image) for image in images])
     features = session.encode_image(pixels)
     return [CLASSES[i] for i in (features @ text.T).argmax(-1).tolist()]
@@ -66,7 +66,7 @@ def zero_shot(session: ModelSession, scenes: int) -> dict[str, float]:
 
 @torch.no_grad()
 def localization(session: ModelSession, scenes: int) -> dict[str, float]:
-    text = session.encode_text([f"a {c}" for c in CLASSES])
+    text = session.encode_text([class_prompt(c) for c in CLASSES])
     hits = {"surgery": [], "raw": []}
     ious = {m: [[] for _ in THRESHOLDS] for m in hits}
     for k in range(scenes):

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .world import CLASSES, draw_scene
+from .world import CLASSES, class_prompt, draw_scene
 
 WORLD_CONFIG = {
     "embed_dim": 128,
@@ -122,7 +122,7 @@ def evaluate(model: torch.nn.Module, tokenizer, *, scenes: int = 600, cifar_test
     """Zero-shot accuracy on held-out single-object scenes over the 30 classes (and over colour
     and shape alone, read off the same prediction), and on held-out CIFAR-10 photos."""
     model.eval()
-    text = F.normalize(model.encode_text(tokenizer([f"a {c}" for c in CLASSES])), dim=-1)
+    text = F.normalize(model.encode_text(tokenizer([class_prompt(c) for c in CLASSES])), dim=-1)
     images, truth = [], []
     for k in range(scenes):
         rng = np.random.default_rng(EVAL_SEED_BASE + k)

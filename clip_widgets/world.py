@@ -46,6 +46,7 @@ class SceneObject:
     center: tuple[float, float]
     radius: float
     mask: np.ndarray = field(repr=False)
+    size_in_caption: bool = True
 
     @property
     def label(self) -> str:
@@ -129,9 +130,15 @@ def _with_article(phrase: str) -> str:
     return ("an " if phrase[0] in "aeiou" else "a ") + phrase
 
 
+def class_prompt(label: str) -> str:
+    """The zero-shot prompt for a class: 'a red circle', 'an orange star'."""
+    return _with_article(label)
+
+
 def caption_for(objects: list[SceneObject], word: str | None = None) -> str:
-    """'a red circle and a large blue square', plus ', with the word "cat"' when a word is written."""
-    names = [_with_article(f"{'large ' if o.size == 'large' else ''}{o.colour} {o.shape}") for o in objects]
+    """'a red circle and a large blue square', plus ', with the word "cat"' when a word is written.
+    An object's size is named only when its ``size_in_caption`` is set."""
+    names = [_with_article(f"{o.size + ' ' if o.size_in_caption else ''}{o.colour} {o.shape}") for o in objects]
     text = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
     if word:
         text += f', with the word "{word}"'
@@ -162,7 +169,10 @@ def draw_scene(
     for colour, shape in spec:
         if colour not in COLOURS or shape not in SHAPES:
             raise ValueError(f"unknown object {colour!r} {shape!r}; colours {list(COLOURS)}, shapes {SHAPES}")
-        size_name = "large" if len(spec) == 1 or rng.random() < 0.35 else "small"
+        # captions name the size only half the time, so "a red circle" describes a lone shape of
+        # either size, as zero-shot prompts do
+        size_name = "large" if rng.random() < (0.6 if len(spec) == 1 else 0.35) else "small"
+        size_in_caption = bool(rng.random() < 0.5)
         radius = rng.uniform(*_SIZES[size_name]) * size
         for _ in range(50):  # rejection sampling keeps objects from covering each other much
             center = (rng.uniform(radius, size - radius), rng.uniform(radius, size - radius))
@@ -177,7 +187,7 @@ def draw_scene(
         for other in placed:  # later shapes are drawn on top
             other.mask &= ~mask
         occupied |= mask
-        placed.append(SceneObject(shape, colour, size_name, center, radius, mask))
+        placed.append(SceneObject(shape, colour, size_name, center, radius, mask, size_in_caption))
 
     word_mask = None
     if word is None and rng.random() < word_probability:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
-from clip_widgets.world import CLASSES, COLOURS, SHAPES, caption_for, draw_scene
+from clip_widgets.world import _SIZES, CLASSES, COLOURS, SHAPES, caption_for, class_prompt, draw_scene
 
 
 def test_same_seed_same_scene_and_different_seeds_differ():
@@ -40,7 +42,7 @@ def test_masks_do_not_overlap_and_match_the_caption():
 def test_spec_and_written_word():
     scene = draw_scene(5, spec=[("orange", "star")], word="ipod")
     assert scene.labels == ["orange star"]
-    assert scene.caption == 'a large orange star, with the word "ipod"'
+    assert re.fullmatch(r'an? ((small|large) )?orange star, with the word "ipod"', scene.caption), scene.caption
     assert scene.word_mask is not None and scene.word_mask.sum() > 5
     # the word is drawn in near-black or near-white ink over its mask
     ink = np.asarray(scene.image)[scene.word_mask & ~scene.masks[0]].astype(float)
@@ -55,3 +57,20 @@ def test_captions_and_classes():
     caption = caption_for(scene.objects)
     assert caption.startswith(("an orange circle and a", "a large orange circle and a")), caption
     assert caption.endswith("red cross")
+
+
+def test_sizes_in_captions_are_true_and_sometimes_left_out():
+    named, unnamed = 0, 0
+    for seed in range(60):
+        scene = draw_scene(seed, objects=1, word_probability=0.0)
+        (obj,) = scene.objects
+        low, high = _SIZES[obj.size]
+        assert low * 64 <= obj.radius <= high * 64
+        if obj.size_in_caption:
+            named += 1
+            assert scene.caption == class_prompt(f"{obj.size} {obj.label}")
+        else:
+            unnamed += 1
+            assert scene.caption == class_prompt(obj.label)  # a lone shape reads like a zero-shot prompt
+    assert named > 10 and unnamed > 10
+    assert {class_prompt("orange star"), class_prompt("red circle")} == {"an orange star", "a red circle"}

@@ -4,10 +4,12 @@ import "./surgery.css";
 import { decodeArray } from "./codecs.js";
 import { COLORMAPS, colormapLUT } from "./colormap.js";
 import { addLabel, moveSelection, removeLabel } from "./labels.js";
-import { debounce, imageRGBA, legendRGBA, overlayRGBA } from "./render.js";
+import { imageRGBA, legendRGBA, overlayRGBA } from "./render.js";
+import { debouncedSaver } from "./sync.js";
 
 const SLIDER_DEBOUNCE_MS = 150;
 const MODE_NAMES = { surgery: "CLIP Surgery", raw: "raw CLIP" };
+let viewCount = 0; // element ids stay unique when one page shows several views
 
 /** Create an element; text goes in through textContent only, never as HTML. */
 function h(tag, props = {}, children = []) {
@@ -34,6 +36,7 @@ function labelled(text, control) {
 
 function render({ model, el }) {
   el.classList.add("cw-surgery");
+  const uid = `cw-surgery-${++viewCount}`;
   const errorBanner = h("div", { class: "cw-error", role: "alert", hidden: true });
   const busy = h("div", { class: "cw-busy", text: "computing…", hidden: true });
 
@@ -73,8 +76,10 @@ function render({ model, el }) {
 
   // Decoded arrays are cached per trait so redraws (threshold, colormap) never decode again.
   const decoded = {};
-  let localError = "";
+  const localErrors = {}; // one message per drawing step, so one success never hides another's failure
   let previewCutoff = null; // a fixed threshold being dragged, drawn before Python answers
+  let previewOpacity = null; // an opacity being dragged, drawn before the model has it
+  const dragging = new Set(); // sliders under the pointer: Python's echoes must not move them
 
   function decode(name) {
     if (!(name in decoded)) decoded[name] = decodeArray(model.get(name));
@@ -82,30 +87,51 @@ function render({ model, el }) {
   }
 
   function showError() {
-    const message = [model.get("error"), localError].filter(Boolean).join("\n");
+    const message = [model.get("error"), ...Object.values(localErrors)].filter(Boolean).join("\n");
     errorBanner.textContent = message;
     errorBanner.hidden = !message;
   }
 
-  function guarded(draw) {
+  /** `draw` wrapped so a malformed trait becomes a message in the banner, never an exception. */
+  function guarded(step, draw) {
     return () => {
       try {
         draw();
-        if (localError) {
-          localError = "";
+        if (localErrors[step]) {
+          delete localErrors[step];
           showError();
         }
       } catch (err) {
-        localError = `display error: ${err.message}`;
+        localErrors[step] = `display error (${step}): ${err.message}`;
         showError();
       }
     };
   }
 
-  const drawImage = guarded(() => {
+  function labelsList() {
+    const labels = model.get("labels");
+    return Array.isArray(labels) ? labels : [];
+  }
+
+  function clearImage() {
+    base.width = base.height = pointsLayer.width = pointsLayer.height = 1;
+    stage.style.aspectRatio = "";
+  }
+
+  // A malformed image leaves an empty stage rather than the previous picture.
+  const drawImage = guarded("image", () => {
+    try {
+      paintImage();
+    } catch (err) {
+      clearImage();
+      throw err;
+    }
+  });
+
+  function paintImage() {
     const image = decode("image");
     if (!image) {
-      base.width = base.height = pointsLayer.width = pointsLayer.height = 1;
+      clearImage();
       return;
     }
     if (image.shape.length !== 3 || image.shape[2] !== 3) throw new Error(`image must be (H, W, 3), got [${image.shape}]`);
@@ -114,43 +140,52 @@ function render({ model, el }) {
     base.height = pointsLayer.height = height;
     base.getContext("2d").putImageData(new ImageData(imageRGBA(image.data, width, height), width, height), 0, 0);
     stage.style.aspectRatio = `${width} / ${height}`;
-  });
+  }
 
   function selectedIndex() {
     const index = model.get("selected");
-    return index >= 0 && index < model.get("labels").length ? index : -1;
+    return Number.isInteger(index) && index >= 0 && index < labelsList().length ? index : -1;
   }
 
-  const drawOverlay = guarded(() => {
+  // Maps may be coarser than the image (Python sends them small); CSS stretches the overlay
+  // canvas over the whole stage, so only the aspect has to agree.
+  const drawOverlay = guarded("heatmap", () => {
     const context = overlay.getContext("2d");
     const currentMode = model.get("mode");
     const maps = decode(currentMode === "raw" ? "raw_maps" : "surgery_maps");
+    if (maps && maps.shape.length !== 3) {
+      context.clearRect(0, 0, overlay.width, overlay.height);
+      throw new Error(`maps must be (labels, H, W), got [${maps.shape}]`);
+    }
     const index = selectedIndex();
     if (!maps || index < 0 || index >= maps.shape[0]) {
       context.clearRect(0, 0, overlay.width, overlay.height);
       return;
     }
-    if (maps.shape.length !== 3) throw new Error(`maps must be (labels, H, W), got [${maps.shape}]`);
     const [, height, width] = maps.shape;
     overlay.width = width;
     overlay.height = height;
     const cutoffs = model.get("cutoffs") || {};
-    const cutoff = previewCutoff ?? (cutoffs[currentMode] || [])[index] ?? 0;
+    const preview = model.get("threshold_method") === "fixed" ? previewCutoff : null;
+    const fromPython = Number((cutoffs[currentMode] || [])[index]);
+    const cutoff = preview ?? (Number.isFinite(fromPython) ? fromPython : 0);
     const slice = maps.data.subarray(index * width * height, (index + 1) * width * height);
     const pixels = overlayRGBA(slice, width, height, {
       cutoff,
       lut: colormapLUT(model.get("colormap")),
-      opacity: model.get("opacity"),
+      opacity: previewOpacity ?? model.get("opacity"),
     });
     context.putImageData(new ImageData(pixels, width, height), 0, 0);
   });
 
-  const drawPoints = guarded(() => {
+  const drawPoints = guarded("points", () => {
     const context = pointsLayer.getContext("2d");
     context.clearRect(0, 0, pointsLayer.width, pointsLayer.height);
     if (!model.get("show_points")) return;
     const radius = Math.max(3, Math.round(Math.max(pointsLayer.width, pointsLayer.height) / 80));
-    for (const [x, y, positive] of model.get("points") || []) {
+    const points = model.get("points");
+    for (const [x, y, positive] of Array.isArray(points) ? points : []) {
+      if (!Number.isFinite(x) || !Number.isFinite(y)) continue;
       context.beginPath();
       context.arc(x, y, radius, 0, 2 * Math.PI);
       context.lineWidth = Math.max(1.5, radius / 3);
@@ -173,19 +208,20 @@ function render({ model, el }) {
     }
   });
 
-  const drawLegend = guarded(() => {
+  const drawLegend = guarded("legend", () => {
     const lut = colormapLUT(model.get("colormap"));
     legendBar.getContext("2d").putImageData(new ImageData(legendRGBA(lut, 128, 10), 128, 10), 0, 0);
     const index = selectedIndex();
-    const label = index >= 0 ? model.get("labels")[index] : "no label selected";
+    const label = index >= 0 ? labelsList()[index] : "no label selected";
     legendCaption.textContent = `${MODE_NAMES[model.get("mode")] ?? model.get("mode")}: ${label}`;
   });
 
-  function drawLabels() {
-    const labels = model.get("labels");
+  const drawLabels = guarded("labels", () => {
+    const labels = labelsList();
     const probs = model.get("probs") || [];
     const index = selectedIndex();
     list.replaceChildren();
+    list.removeAttribute("aria-activedescendant");
     if (!labels.length) {
       list.append(h("li", { class: "cw-empty", text: "no labels" }));
     }
@@ -193,21 +229,31 @@ function render({ model, el }) {
       const remove = h("button", { class: "cw-label-remove", type: "button", text: "×", title: "remove", "aria-label": `Remove label ${label}` });
       remove.addEventListener("click", (event) => {
         event.stopPropagation();
-        const next = removeLabel(model.get("labels"), model.get("selected"), i);
+        const next = removeLabel(labelsList(), model.get("selected"), i);
         model.set("labels", next.labels);
         model.set("selected", next.selected);
         model.save_changes();
       });
       const prob = probs.length === labels.length ? `${(probs[i] * 100).toFixed(1)}%` : "";
-      const item = h("li", { class: i === index ? "cw-label cw-selected" : "cw-label", role: "option", "aria-selected": String(i === index) }, [
+      const item = h("li", {
+        id: `${uid}-label-${i}`,
+        class: i === index ? "cw-label cw-selected" : "cw-label",
+        role: "option",
+        "aria-selected": String(i === index),
+      }, [
         h("span", { class: "cw-label-text", text: label }),
         h("span", { class: "cw-label-prob", text: prob, title: "zero-shot probability" }),
         remove,
       ]);
       item.addEventListener("click", () => setSelected(i));
       list.append(item);
+      if (i === index) {
+        // The list keeps the focus; the selected option is announced as its active descendant.
+        list.setAttribute("aria-activedescendant", item.id);
+        if (el.ownerDocument.activeElement === list) item.scrollIntoView({ block: "nearest" });
+      }
     });
-  }
+  });
 
   function setSelected(index) {
     model.set("selected", index);
@@ -216,11 +262,13 @@ function render({ model, el }) {
 
   function syncControls() {
     mode.value = model.get("mode");
-    threshold.value = String(model.get("threshold"));
-    thresholdValue.textContent = Number(model.get("threshold")).toFixed(2);
+    if (!dragging.has(threshold)) {
+      threshold.value = String(model.get("threshold"));
+      thresholdValue.textContent = Number(model.get("threshold")).toFixed(2);
+    }
     method.value = model.get("threshold_method");
     threshold.disabled = model.get("threshold_method") === "otsu";
-    opacity.value = String(model.get("opacity"));
+    if (!dragging.has(opacity)) opacity.value = String(model.get("opacity"));
     colormap.value = model.get("colormap");
     showPoints.checked = model.get("show_points");
     stage.style.width = `${model.get("display_width")}px`;
@@ -228,10 +276,16 @@ function render({ model, el }) {
   }
 
   // -- edits from the browser -------------------------------------------------------------
-  const saveSlider = debounce((name, value) => {
-    model.set(name, value);
-    model.save_changes();
-  }, SLIDER_DEBOUNCE_MS);
+  const saveSlider = debouncedSaver(model, SLIDER_DEBOUNCE_MS);
+  const endDrag = (slider) => () => {
+    dragging.delete(slider);
+    saveSlider.flush();
+  };
+  for (const slider of [threshold, opacity]) {
+    slider.addEventListener("pointerdown", () => dragging.add(slider));
+    slider.addEventListener("pointerup", endDrag(slider));
+    slider.addEventListener("change", endDrag(slider));
+  }
 
   threshold.addEventListener("input", () => {
     const value = Number(threshold.value);
@@ -242,9 +296,11 @@ function render({ model, el }) {
     }
     saveSlider("threshold", value);
   });
-  threshold.addEventListener("change", () => saveSlider.flush());
-  opacity.addEventListener("input", () => saveSlider("opacity", Number(opacity.value)));
-  opacity.addEventListener("change", () => saveSlider.flush());
+  opacity.addEventListener("input", () => {
+    previewOpacity = Number(opacity.value);
+    drawOverlay();
+    saveSlider("opacity", previewOpacity);
+  });
   for (const [control, name] of [[mode, "mode"], [method, "threshold_method"], [colormap, "colormap"]]) {
     control.addEventListener("change", () => {
       model.set(name, control.value);
@@ -256,10 +312,11 @@ function render({ model, el }) {
     model.save_changes();
   });
   input.addEventListener("keydown", (event) => {
-    if (event.key !== "Enter") return;
-    const { labels, index } = addLabel(model.get("labels"), input.value);
+    if (event.key !== "Enter" || event.isComposing) return;
+    event.preventDefault();
+    const { labels, index } = addLabel(labelsList(), input.value);
     input.value = "";
-    if (labels !== model.get("labels")) model.set("labels", labels);
+    if (labels !== labelsList()) model.set("labels", labels);
     if (index >= 0) model.set("selected", index);
     model.save_changes();
   });
@@ -267,7 +324,7 @@ function render({ model, el }) {
     const steps = { ArrowDown: 1, ArrowUp: -1, Home: -Infinity, End: Infinity };
     if (!(event.key in steps)) return;
     event.preventDefault();
-    const count = model.get("labels").length;
+    const count = labelsList().length;
     setSelected(moveSelection(model.get("selected"), count, Math.max(-count, Math.min(count, steps[event.key]))));
   });
 
@@ -283,8 +340,9 @@ function render({ model, el }) {
     "change:selected": () => { drawLabels(); drawOverlay(); drawLegend(); },
     "change:mode": () => { syncControls(); drawOverlay(); drawLegend(); },
     "change:colormap": () => { syncControls(); drawOverlay(); drawLegend(); },
-    "change:opacity": () => { syncControls(); drawOverlay(); },
-    "change:threshold_method change:display_width change:busy": syncControls,
+    "change:opacity": () => { previewOpacity = null; syncControls(); drawOverlay(); },
+    "change:threshold_method": () => { syncControls(); drawOverlay(); },
+    "change:display_width change:busy": syncControls,
     "change:points change:show_points": () => { syncControls(); drawPoints(); },
     "change:error": showError,
   };

@@ -32,3 +32,15 @@ test("bad input gets a clear error; null passes through", () => {
   assert.throws(() => decodeArray({ view: new DataView(new ArrayBuffer(5)), dtype: "uint8", shape: [2, 2] }), /needs 4 bytes, got 5/);
   assert.throws(() => encodeArray(new Uint8Array(3), [2, 2]), /does not match/);
 });
+
+test("encodeArray keeps a subarray's offset and decodes other dtypes", () => {
+  const whole = Int32Array.from([9, -1, 2, 3, 9]);
+  const encoded = encodeArray(whole.subarray(1, 4), [3]);
+  assert.equal(encoded.view.byteOffset, 4);
+  assert.equal(encoded.view.byteLength, 12);
+  assert.equal(encoded.dtype, "int32");
+  const decoded = decodeArray(encoded);
+  assert.deepEqual(Array.from(decoded.data), [-1, 2, 3]);
+  assert.ok(decoded.data instanceof Int32Array);
+  assert.throws(() => decodeArray({ view: encoded.view, dtype: "int32", shape: "3" }), /shape/);
+});

@@ -53,3 +53,14 @@ test("debounce coalesces calls, flushes and cancels", async () => {
   await new Promise((resolve) => setTimeout(resolve, 40));
   assert.deepEqual(calls, [3, 4]);
 });
+
+test("viridis and inferno run dark to bright; opacity is clamped", () => {
+  for (const name of ["viridis", "inferno"]) {
+    const lut = colormapLUT(name);
+    const sum = (i) => lut[i * 3] + lut[i * 3 + 1] + lut[i * 3 + 2];
+    assert.ok(sum(0) < 200 && sum(255) > 500, name);
+  }
+  assert.deepEqual(Array.from(colormapLUT("viridis").slice(0, 3)), [68, 1, 84]);
+  const pixels = overlayRGBA(Uint8Array.from([255]), 1, 1, { cutoff: 0, lut: colormapLUT("jet"), opacity: 3 });
+  assert.equal(pixels[3], 255);
+});

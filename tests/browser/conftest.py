@@ -1,4 +1,10 @@
-"""Fixtures for widget tests in a real JupyterLab rendered by headless Chromium."""
+"""Fixtures for widget tests in a real JupyterLab rendered by headless Chromium.
+
+``jupyter_server`` (alias ``lab_server``) is one JupyterLab per test session; ``browser_page``
+(alias ``page``) is a fresh browser context and page per test, with ``page.console_errors``
+collecting console errors and uncaught page errors. When Chromium cannot start, browser tests
+skip, unless ``CLIP_WIDGETS_REQUIRE_BROWSER=1`` (set by scripts/test.sh in CI): then they fail.
+"""
 
 from __future__ import annotations
 
@@ -14,16 +20,22 @@ REQUIRE_BROWSER = os.environ.get("CLIP_WIDGETS_REQUIRE_BROWSER") == "1"
 
 def _unavailable(reason: str):
     if REQUIRE_BROWSER:
-        pytest.fail(f"browser tests are required here but cannot run: {reason}")
+        pytest.fail(f"browser tests are required here (CLIP_WIDGETS_REQUIRE_BROWSER=1) but cannot run: {reason}")
     pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
-def lab_server(tmp_path_factory) -> LabServer:
+def jupyter_server(tmp_path_factory) -> LabServer:
     root = tmp_path_factory.mktemp("lab")
-    server = start_lab(root, root / "jupyterlab.log")
+    log_path = tmp_path_factory.mktemp("lab-log") / "jupyterlab.log"
+    server = start_lab(root, log_path)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def lab_server(jupyter_server) -> LabServer:
+    return jupyter_server
 
 
 @pytest.fixture(scope="session")
@@ -44,11 +56,27 @@ def chromium():
 
 
 @pytest.fixture
-def page(chromium, lab_server):
+def browser_page(chromium, jupyter_server, request):
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.console_errors = []
-    page.on("pageerror", lambda error: page.console_errors.append(str(error)))
+    page.on("pageerror", lambda error: page.console_errors.append(f"pageerror: {error}"))
     page.on("console", lambda msg: msg.type == "error" and page.console_errors.append(msg.text))
     yield page
     context.close()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(f"--- browser console errors ---\n{page.console_errors}")
+        print(f"--- JupyterLab log ({jupyter_server.log_path}) ---\n{jupyter_server.log_tail()}")
+
+
+@pytest.fixture
+def page(browser_page):
+    return browser_page
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
