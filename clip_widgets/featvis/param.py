@@ -1,0 +1,132 @@
+"""Image parameterizations: what the optimizer changes, and how that becomes an RGB image.
+
+Optimizing raw pixels finds high-frequency patterns the model responds to but people cannot see.
+A Fourier parameterization scaled by 1/frequency gives every frequency an equal say, and a
+decorrelated colour space (the square root of natural images' colour covariance) lets the
+optimizer move along the directions where colours actually vary. Every parameterization is an
+``nn.Module`` whose ``forward()`` returns a batch ``(N, 3, H, W)`` in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Square root of the colour covariance of natural images (ImageNet), as an RGB matrix; its
+# columns are the decorrelated colour directions. Normalized so the largest column has norm 1.
+_COLOR_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
+COLOR_CORRELATION = _COLOR_SQRT / _COLOR_SQRT.norm(dim=0).max()
+
+
+def _generator(seed: int | torch.Generator | None) -> torch.Generator | None:
+    if seed is None or isinstance(seed, torch.Generator):
+        return seed
+    return torch.Generator().manual_seed(int(seed))
+
+
+class ImageParam(nn.Module):
+    """Base class: ``forward()`` gives ``(N, 3, H, W)`` in [0, 1]; ``decorrelate`` maps the
+    optimized colour channels through :data:`COLOR_CORRELATION` before the sigmoid."""
+
+    def __init__(self, batch: int, height: int, width: int, decorrelate: bool = True):
+        super().__init__()
+        if batch < 1 or height < 1 or width < 1:
+            raise ValueError(f"batch, height and width must be positive, got {batch}, {height}, {width}")
+        self.batch, self.height, self.width, self.decorrelate = int(batch), int(height), int(width), decorrelate
+
+    def raw(self) -> torch.Tensor:
+        """The unconstrained image (N, 3, H, W) before colour mapping and squashing."""
+        raise NotImplementedError
+
+    def forward(self) -> torch.Tensor:
+        x = self.raw()
+        if self.decorrelate:
+            x = torch.einsum("ij,njhw->nihw", COLOR_CORRELATION.to(x), x)
+        return torch.sigmoid(x)
+
+
+class PixelImage(ImageParam):
+    """One free parameter per pixel and channel."""
+
+    def __init__(self, batch: int, height: int, width: int, *, sd: float = 0.01, decorrelate: bool = True,
+                 seed: int | torch.Generator | None = None):  # fmt: skip
+        super().__init__(batch, height, width, decorrelate)
+        self.pixels = nn.Parameter(torch.randn(batch, 3, height, width, generator=_generator(seed)) * sd)
+
+    def raw(self) -> torch.Tensor:
+        return self.pixels
+
+
+def fft_frequencies(height: int, width: int) -> torch.Tensor:
+    """|frequency| (cycles per pixel) of each bin of a real 2-D FFT of an (height, width) image."""
+    fy = torch.fft.fftfreq(height)[:, None]
+    fx = torch.fft.rfftfreq(width)[None, :]
+    return torch.sqrt(fx * fx + fy * fy)
+
+
+class FourierImage(ImageParam):
+    """The image's 2-D spectrum is the parameter, each bin scaled by 1/frequency^``decay``
+    so low and high frequencies get comparable gradients."""
+
+    def __init__(self, batch: int, height: int, width: int, *, sd: float = 0.01, decay: float = 1.0,
+                 decorrelate: bool = True, seed: int | torch.Generator | None = None):  # fmt: skip
+        super().__init__(batch, height, width, decorrelate)
+        frequencies = fft_frequencies(height, width)
+        scale = 1.0 / frequencies.clamp(min=1.0 / max(height, width)) ** decay
+        # keep the total energy independent of image size
+        self.register_buffer("scale", scale * math.sqrt(height * width), persistent=False)
+        shape = (batch, 3, *frequencies.shape, 2)  # real and imaginary parts
+        self.spectrum = nn.Parameter(torch.randn(shape, generator=_generator(seed)) * sd)
+
+    def raw(self) -> torch.Tensor:
+        spectrum = torch.view_as_complex(self.spectrum) * self.scale
+        image = torch.fft.irfft2(spectrum, s=(self.height, self.width), norm="ortho")
+        return image / 4.0  # keeps the initial sigmoid inputs in its near-linear range
+
+
+class LowResImage(ImageParam):
+    """Pixels at 1/``factor`` of the resolution, upsampled bilinearly: smooth, coarse images."""
+
+    def __init__(self, batch: int, height: int, width: int, *, factor: int = 4, sd: float = 0.01,
+                 decorrelate: bool = True, seed: int | torch.Generator | None = None):  # fmt: skip
+        super().__init__(batch, height, width, decorrelate)
+        if factor < 1:
+            raise ValueError(f"factor must be >= 1, got {factor}")
+        small = (max(1, math.ceil(height / factor)), max(1, math.ceil(width / factor)))
+        self.pixels = nn.Parameter(torch.randn(batch, 3, *small, generator=_generator(seed)) * sd)
+
+    def raw(self) -> torch.Tensor:
+        return F.interpolate(self.pixels, size=(self.height, self.width), mode="bilinear", align_corners=False)
+
+
+class FixedImage(ImageParam):
+    """Starts from given images (``(N, 3, H, W)`` in [0, 1], e.g. a photo for DeepDream) and
+    optimizes them in the unconstrained space, so values stay in [0, 1]."""
+
+    def __init__(self, images: torch.Tensor, *, decorrelate: bool = False, eps: float = 1e-3):
+        if images.ndim == 3:
+            images = images.unsqueeze(0)
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (N, 3, H, W) in [0, 1], got {tuple(images.shape)}")
+        n, _, h, w = images.shape
+        super().__init__(n, h, w, decorrelate)
+        logits = torch.logit(images.detach().float().clamp(eps, 1 - eps))
+        if decorrelate:
+            logits = torch.einsum("ij,njhw->nihw", torch.linalg.inv(COLOR_CORRELATION), logits)
+        self.pixels = nn.Parameter(logits)
+
+    def raw(self) -> torch.Tensor:
+        return self.pixels
+
+
+PARAMETERIZATIONS = {"fourier": FourierImage, "pixel": PixelImage, "lowres": LowResImage}
+
+
+def image(batch: int, height: int, width: int | None = None, *, kind: str = "fourier", **kw) -> ImageParam:
+    """A parameterized image batch: ``kind`` is ``"fourier"`` (default), ``"pixel"`` or ``"lowres"``."""
+    if kind not in PARAMETERIZATIONS:
+        raise ValueError(f"unknown parameterization {kind!r}; choose one of {', '.join(PARAMETERIZATIONS)}")
+    return PARAMETERIZATIONS[kind](batch, height, height if width is None else width, **kw)

@@ -1,0 +1,246 @@
+"""The render loop: gradient ascent on a parameterized image batch for an objective.
+
+Each step draws the images, applies random transforms, resizes them to the model's input size,
+normalizes them with the model's own mean and std (not ImageNet's), runs the image tower with
+hooks on the layers the objective reads, and ascends the objective's per-image scores. The
+forward pass stops at the deepest layer needed unless the objective reads the embedding.
+
+``render`` shows progress (tqdm), streams frames to a callback, and on Ctrl-C (or a callback
+raising ``KeyboardInterrupt``) returns the images it has, marked ``interrupted``.
+``render_units`` visualizes every unit of a layer, a chunk of units per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .objectives import Objective, channel
+from .param import FourierImage, ImageParam, image
+from .transform import Transform, standard_transforms
+
+FrameCallback = Callable[[int, np.ndarray, np.ndarray], None]
+"""``callback(step, images uint8 (N, H, W, 3), scores (N,))``."""
+
+
+@dataclass
+class RenderResult:
+    """Images ``(N, H, W, 3)`` uint8, each image's final score, and the score history."""
+
+    images: np.ndarray
+    scores: np.ndarray
+    history: list[np.ndarray] = field(repr=False)
+    steps: int
+    interrupted: bool = False
+
+    @property
+    def pixels(self) -> torch.Tensor:
+        """The images as float ``(N, 3, H, W)`` in [0, 1]."""
+        return torch.from_numpy(self.images).permute(0, 3, 1, 2).float() / 255.0
+
+
+class _StopForward(Exception):
+    """Raised by a hook once every needed layer has run, to skip the rest of the tower."""
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) in [0, 1] to (N, H, W, 3) uint8."""
+    return (images.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+@contextmanager
+def _frozen(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode and no parameter gradients for the duration; restored afterwards."""
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+class ActivationReader:
+    """Runs a session's image tower on [0, 1] images and returns the activations an objective
+    reads (and ``"embedding"`` if it needs it), with gradients."""
+
+    def __init__(self, session: Any, objective: Objective):
+        self.session = session
+        self.visual = session.model.visual
+        registry = session.layers
+        for name in objective.layers:
+            registry[name]  # unknown names raise here, listing the valid ones  # noqa: B018
+        self.layers = objective.layers
+        self.needs_embedding = objective.needs_embedding
+        order = registry.names
+        self.deepest = max(self.layers, key=order.index) if self.layers else None
+        self.mean = torch.tensor(session.mean, device=session.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(session.std, device=session.device).view(1, 3, 1, 1)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        size = tuple(self.session.image_size)
+        if tuple(images.shape[-2:]) != size:
+            images = F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
+        return ((images - self.mean) / self.std).to(self.session.dtype)
+
+    def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        pixels = self.normalize(images)
+        registry = self.session.layers
+        with registry.capture(*self.layers, detach=False) as captured:
+            stop = None
+            if self.deepest is not None and not self.needs_embedding:
+                # registered after the capture hooks, so it runs after they have recorded
+
+                def stop_hook(*_):
+                    raise _StopForward
+
+                stop = registry.module(self.deepest).register_forward_hook(stop_hook)
+            try:
+                embedding = self.visual(pixels)
+            except _StopForward:
+                embedding = None
+            finally:
+                if stop is not None:
+                    stop.remove()
+        out = {name: captured[name].float() for name in self.layers}
+        if self.needs_embedding:
+            if isinstance(embedding, tuple):  # towers that also return tokens
+                embedding = embedding[0]
+            out["embedding"] = embedding.float()
+        return out
+
+
+def render(
+    session: Any,
+    objective: Objective,
+    *,
+    param: ImageParam | None = None,
+    batch: int | None = None,
+    size: int | None = None,
+    steps: int = 256,
+    lr: float = 0.05,
+    transforms: Sequence[Transform] | None = None,
+    seed: int = 0,
+    callback: FrameCallback | None = None,
+    every: int = 16,
+    progress: bool = True,
+    should_stop: Callable[[], bool] | None = None,
+) -> RenderResult:
+    """Optimize images for ``objective`` (see :mod:`clip_widgets.featvis.objectives`).
+
+    ``param`` defaults to a decorrelated Fourier image batch of ``batch`` images (default: the
+    number of units the objective names, else 1) at ``size`` px (default: the model's input
+    size). ``transforms`` default to :func:`standard_transforms`; ``[]`` disables them.
+    ``callback`` receives frames every ``every`` steps and at the end; ``should_stop()`` returning
+    true ends the loop early like an interrupt. Same seed and inputs, same images.
+    """
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    torch.manual_seed(seed)  # seeds anything an objective or model draws at random
+    generator = torch.Generator().manual_seed(seed)
+    if param is None:
+        side = int(size or session.image_size[0])
+        param = FourierImage(batch or 1, side, side, seed=generator)
+    param = param.to(session.device)
+    transform_list = list(standard_transforms(param.height) if transforms is None else transforms)
+    reader = ActivationReader(session, objective)
+    optimizer = torch.optim.Adam(param.parameters(), lr=lr)
+    history: list[np.ndarray] = []
+    scores = np.full(param.batch, np.nan, dtype=np.float32)
+    interrupted = False
+    done = 0
+    framed = -1  # the step of the last frame sent
+    bar = tqdm(total=steps, desc=f"render {objective.name}"[:60], unit="step", disable=not progress, leave=False)
+    with _frozen(session.model):
+        try:
+            for step in range(steps):
+                images = param()
+                for t in transform_list:
+                    images = t(images, generator)
+                score = objective(reader(images))
+                if score.shape != (param.batch,):
+                    raise ValueError(
+                        f"objective {objective.name} gave scores of shape {tuple(score.shape)}, "
+                        f"expected ({param.batch},): one per image"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                (-score.sum()).backward()
+                optimizer.step()
+                scores = score.detach().cpu().numpy().astype(np.float32)
+                history.append(scores)
+                done = step + 1
+                bar.update(1)
+                if callback is not None and every > 0 and done % every == 0 and done < steps:
+                    framed = done
+                    with torch.no_grad():
+                        callback(done, to_uint8(param()), scores)
+                if should_stop is not None and should_stop():
+                    interrupted = True
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            bar.close()
+    with torch.no_grad():
+        final = to_uint8(param())
+    if callback is not None and framed != done:
+        callback(done, final, scores)
+    return RenderResult(images=final, scores=scores, history=history, steps=done, interrupted=interrupted)
+
+
+def evaluate(session: Any, objective: Objective, images: torch.Tensor | np.ndarray) -> np.ndarray:
+    """The objective's per-image scores on fixed images (``(N, H, W, 3)`` uint8 or ``(N, 3, H, W)``
+    in [0, 1]), without transforms: the yardstick for what a render achieved."""
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    reader = ActivationReader(session, objective)
+    with torch.no_grad():
+        return objective(reader(images.to(session.device).float())).cpu().numpy()
+
+
+def render_units(
+    session: Any,
+    layer: str,
+    units: Sequence[int] | None = None,
+    *,
+    chunk: int = 32,
+    objective: Callable[[str, Sequence[int]], Objective] | None = None,
+    progress: bool = True,
+    **kw: Any,
+) -> RenderResult:
+    """Visualize many units of ``layer`` (default: all), ``chunk`` units per optimized batch;
+    image ``i`` of the result shows ``units[i]``. ``objective(layer, units)`` builds the
+    per-chunk objective (default: :func:`channel`). On interrupt, returns the units finished so far."""
+    info = session.layers[layer]
+    units = list(range(info.units) if units is None else units)
+    if not units:
+        raise ValueError("no units to render")
+    make = objective or channel
+    images, scores, history, steps, interrupted = [], [], [], 0, False
+    with tqdm(total=len(units), desc=f"units of {layer}", unit="unit", disable=not progress) as bar:
+        for start in range(0, len(units), chunk):
+            part = units[start : start + chunk]
+            result = render(session, make(layer, part), batch=len(part), progress=False, **kw)
+            images.append(result.images)  # an interrupted chunk still returns its images so far
+            scores.append(result.scores)
+            history += result.history
+            steps = max(steps, result.steps)
+            bar.update(len(part))
+            if result.interrupted:
+                interrupted = True
+                break
+    return RenderResult(np.concatenate(images), np.concatenate(scores), history, steps, interrupted)
+
+
+__all__ = ["RenderResult", "render", "render_units", "evaluate", "image", "to_uint8"]

@@ -1,0 +1,272 @@
+"""Feature visualization: parameterizations, transforms and objectives checked by hand
+computation; the render loop checked by what it achieves on real (tiny, in-process) models."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from clip_widgets import ModelSession
+from clip_widgets.errors import LayerNotFoundError
+from clip_widgets.featvis import evaluate, render, render_units
+from clip_widgets.featvis import objectives as obj
+from clip_widgets.featvis.param import COLOR_CORRELATION, FixedImage, FourierImage, LowResImage, PixelImage, image
+from clip_widgets.featvis.transform import compose, jitter, pad, random_rotate, random_scale, standard_transforms
+
+
+@pytest.fixture(scope="module")
+def vit() -> ModelSession:
+    torch.manual_seed(0)
+    return ModelSession.from_config("tiny-vit", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def resnet() -> ModelSession:
+    torch.manual_seed(0)
+    session = ModelSession.from_config("tiny-resnet", device="cpu")
+    # open_clip zero-initializes each bottleneck's last BatchNorm, which leaves a random ResNet's
+    # deep units dead; give them trained-like gains so there is something to optimize
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in session.model.visual.named_parameters():
+            if name.endswith(("bn1.weight", "bn2.weight", "bn3.weight")):
+                p.copy_(1 + 0.3 * torch.randn(p.shape, generator=generator))
+    return session
+
+
+# -- parameterizations -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["fourier", "pixel", "lowres"])
+def test_parameterizations_give_seeded_images_in_range(kind):
+    a, b, c = (image(2, 16, 20, kind=kind, seed=s)() for s in (0, 0, 1))
+    assert a.shape == (2, 3, 16, 20)
+    assert a.min() > 0 and a.max() < 1
+    torch.testing.assert_close(a, b)
+    assert not torch.equal(a, c)
+    with pytest.raises(ValueError, match="unknown parameterization"):
+        image(1, 8, kind="wavelet")
+
+
+def test_fourier_image_of_a_constant_spectrum_is_flat():
+    param = FourierImage(1, 8, 12, decorrelate=False)
+    with torch.no_grad():
+        param.spectrum.zero_()
+        param.spectrum[0, :, 0, 0, 0] = torch.tensor([0.5, -1.0, 2.0])
+    # the DC bin alone: irfft2 (orthonormal) gives X0 / sqrt(H W); the DC scale is
+    # sqrt(H W) / (1 / max(H, W)); the result is divided by 4 before the sigmoid
+    expected = torch.sigmoid(torch.tensor([0.5, -1.0, 2.0]) * 12 / 4)
+    torch.testing.assert_close(param()[0], expected[:, None, None].expand(3, 8, 12))
+
+
+def test_fourier_scale_damps_high_frequencies():
+    param = FourierImage(1, 32, 32, decorrelate=False)
+    assert param.scale[1, 1] > param.scale[8, 8] > param.scale[16, 16]
+    assert param.scale[0, 0] == param.scale[0, 1]  # the DC bin is clamped to the lowest frequency
+
+
+def test_colour_decorrelation_is_the_matrix_then_sigmoid():
+    assert math.isclose(float(COLOR_CORRELATION.norm(dim=0).max()), 1.0, rel_tol=1e-6)
+    param = PixelImage(2, 4, 5, sd=1.0, seed=3)
+    x = param.pixels.detach()
+    manual = torch.sigmoid(torch.stack([sum(COLOR_CORRELATION[i, j] * x[:, j] for j in range(3)) for i in range(3)], 1))
+    torch.testing.assert_close(param(), manual)
+
+
+@pytest.mark.parametrize("decorrelate", [False, True])
+def test_fixed_image_starts_from_the_given_pixels(decorrelate):
+    pixels = torch.rand(2, 3, 6, 7) * 0.9 + 0.05
+    torch.testing.assert_close(FixedImage(pixels, decorrelate=decorrelate)(), pixels, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        FixedImage(torch.rand(2, 4, 6, 7))
+
+
+def test_lowres_image_is_smooth():
+    param = LowResImage(1, 32, 32, factor=8, sd=1.0, seed=0, decorrelate=False)
+    assert param.pixels.shape == (1, 3, 4, 4)
+    out = param()
+    assert (out[..., 1:] - out[..., :-1]).abs().max() < 0.2
+
+
+# -- transforms --------------------------------------------------------------------------------
+
+
+def test_pad_and_jitter():
+    x = torch.rand(3, 3, 10, 10)
+    padded = pad(2, value=0.5)(x)
+    assert padded.shape == (3, 3, 14, 14)
+    assert (padded[:, :, :2] == 0.5).all() and torch.equal(padded[:, :, 2:-2, 2:-2], x)
+    shifted = jitter(4)(x, torch.Generator().manual_seed(0))
+    assert shifted.shape == (3, 3, 7, 7)
+    for i in range(3):  # each image is some 7 x 7 crop of its own input
+        crops = [x[i, :, dy : dy + 7, dx : dx + 7] for dy in range(4) for dx in range(4)]
+        assert any(torch.equal(shifted[i], crop) for crop in crops)
+
+
+def test_scale_and_rotate():
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).reshape(2, 3, 6, 6)
+    generator = torch.Generator().manual_seed(0)
+    torch.testing.assert_close(random_scale([1.0])(x, generator), x)
+    torch.testing.assert_close(random_rotate([0])(x, generator), x)
+    # a quarter turn of a square image lands pixel centres on pixel centres: exactly rot90
+    torch.testing.assert_close(random_rotate([90])(x, generator), torch.rot90(x, 1, dims=(2, 3)), atol=1e-4, rtol=0)
+    zoomed = random_scale([2.0])(x, generator)
+    assert zoomed[0, 0].std() < x[0, 0].std()  # a 2x zoom shows the middle half, with less spread
+
+
+def test_transforms_are_per_image_and_reproducible():
+    x = torch.rand(8, 3, 32, 32)
+    chain = compose(standard_transforms(32))
+    a = chain(x, torch.Generator().manual_seed(1))
+    b = chain(x, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a, b)
+    same = chain(x[:1].expand(8, -1, -1, -1), torch.Generator().manual_seed(2))
+    assert len({tuple(img.flatten()[:50].tolist()) for img in same}) > 1  # not one draw for the batch
+
+
+# -- objectives on hand-made activations -------------------------------------------------------
+
+
+def test_channel_and_neuron_on_feature_maps():
+    x = torch.randn(3, 5, 4, 4)
+    acts = {"conv": x}
+    torch.testing.assert_close(obj.channel("conv", 2)(acts), x[:, 2].mean(dim=(1, 2)))
+    per_image = torch.stack([x[0, 0], x[1, 4], x[2, 1]]).mean((1, 2))
+    torch.testing.assert_close(obj.channel("conv", [0, 4, 1])(acts), per_image)
+    torch.testing.assert_close(obj.neuron("conv", 3)(acts), x[:, 3, 2, 2])
+    torch.testing.assert_close(obj.neuron("conv", 3, where=(1, 0))(acts), x[:, 3, 1, 0])
+    with pytest.raises(IndexError, match="out of range.*5 units"):
+        obj.channel("conv", 5)(acts)
+    with pytest.raises(ValueError, match="2 units given for a batch of 3"):
+        obj.channel("conv", [1, 2])(acts)
+    with pytest.raises(ValueError, match="one position"):
+        obj.neuron("conv", 1, where="all")
+
+
+def test_token_objectives_handle_the_class_token():
+    x = torch.randn(2, 1 + 9, 6)  # class token + a 3 x 3 patch grid
+    acts = {"blocks.0": x}
+    torch.testing.assert_close(obj.channel("blocks.0", 4)(acts), x[:, 1:, 4].mean(1))
+    torch.testing.assert_close(obj.channel("blocks.0", 4, where="class")(acts), x[:, 0, 4])
+    torch.testing.assert_close(obj.channel("blocks.0", 4, where="all")(acts), x[:, :, 4].mean(1))
+    torch.testing.assert_close(obj.neuron("blocks.0", 1)(acts), x[:, 1 + 4, 1])  # centre patch
+    torch.testing.assert_close(obj.neuron("blocks.0", 1, where=(2, 1))(acts), x[:, 1 + 2 * 3 + 1, 1])
+    torch.testing.assert_close(obj.neuron("blocks.0", 1, where=0)(acts), x[:, 0, 1])
+
+
+def test_directions_and_composition():
+    x = torch.randn(2, 1 + 4, 3)
+    v = torch.tensor([1.0, -2.0, 0.5])
+    acts = {"t": x, "embedding": torch.randn(2, 3)}
+    patches = x[:, 1:]
+    dot = patches @ v
+    torch.testing.assert_close(obj.direction("t", v)(acts), dot.mean(1))
+    unit = v / v.norm()
+    cos = (patches @ unit) / patches.norm(dim=-1)
+    expected = ((patches @ unit) * cos.clamp(min=0.1) ** 2).mean(1)
+    torch.testing.assert_close(obj.direction_cossim("t", v, power=2)(acts), expected)
+    w = torch.diag(torch.tensor([2.0, 1.0, 1.0]))
+    torch.testing.assert_close(obj.direction_cossim("t", v, whitening=w)(acts),
+                               obj.direction_cossim("t", w @ v)(acts))  # fmt: skip
+    torch.testing.assert_close(obj.deepdream("t")(acts), x.pow(2).mean((1, 2)))
+    t = torch.randn(3)
+    torch.testing.assert_close(obj.text(t)(acts), torch.nn.functional.cosine_similarity(acts["embedding"], t[None]))
+
+    a, b = obj.channel("t", 0), obj.direction("t", v)
+    combined = 2 * a - b / 4 + 1.5
+    torch.testing.assert_close(combined(acts), 2 * a(acts) - b(acts) / 4 + 1.5)
+    torch.testing.assert_close((a * b)(acts), a(acts) * b(acts))
+    torch.testing.assert_close((-a)(acts), -a(acts))
+    assert (a + obj.text(t)).needs_embedding and not (a + b).needs_embedding
+    assert (a + obj.channel("u", 0)).layers == ("t", "u")
+    with pytest.raises(KeyError, match="'u' was not captured"):
+        obj.channel("u", 0)(acts)
+
+
+def test_diversity_prefers_different_images():
+    same = {"t": torch.randn(1, 5, 4).expand(3, -1, -1)}
+    different = {"t": torch.randn(3, 5, 4)}
+    torch.testing.assert_close(obj.diversity("t")(same), torch.full((3,), -1.0))
+    assert (obj.diversity("t")(different) > -1).all()
+
+
+# -- the render loop on real models ------------------------------------------------------------
+
+
+def test_render_raises_every_unit_well_above_random_images(vit):
+    units = list(range(8))
+    objective = obj.channel("blocks.1", units)
+    result = render(vit, objective, batch=8, steps=48, progress=False)
+    assert result.images.shape == (8, 32, 32, 3) and result.images.dtype == np.uint8
+    random_images = torch.rand(64, 3, 32, 32)
+    baseline = np.stack([evaluate(vit, obj.channel("blocks.1", u), random_images) for u in units])  # (unit, image)
+    achieved = evaluate(vit, objective, result.images)
+    assert (achieved > baseline.max(1) + 0.5).all(), (achieved, baseline.max(1))
+    # image i is made for unit i: it excites unit i more than the other units' images do
+    table = np.stack([evaluate(vit, obj.channel("blocks.1", u), result.images) for u in units])  # (unit, image)
+    assert (table.argmax(1) == np.arange(8)).mean() >= 0.75, table.round(2)
+
+
+def test_render_on_a_resnet(resnet):
+    random_images = torch.rand(16, 3, 64, 64)
+    # a random ResNet has dead units; take four that respond to something
+    per_unit = np.stack([evaluate(resnet, obj.channel("layer3", u), random_images) for u in range(32)])
+    units = np.argsort(-per_unit.mean(1))[:4].tolist()
+    objective = obj.channel("layer3", units)
+    result = render(resnet, objective, batch=4, steps=48, progress=False)
+    assert (evaluate(resnet, objective, result.images) > 1.5 * per_unit[units].max(1)).all()
+
+
+def test_render_is_reproducible_streams_frames_and_can_be_interrupted(vit):
+    objective = obj.neuron("blocks.0", [3, 5])
+    grad_flags = [p.requires_grad for p in vit.model.parameters()]
+    first = render(vit, objective, batch=2, steps=10, seed=4, progress=False)
+    again = render(vit, objective, batch=2, steps=10, seed=4, progress=False)
+    np.testing.assert_array_equal(first.images, again.images)
+    assert not np.array_equal(first.images, render(vit, objective, batch=2, steps=10, seed=5, progress=False).images)
+
+    frames = []
+    render(vit, objective, batch=2, steps=10, every=4, progress=False,
+           callback=lambda step, images, scores: frames.append((step, images.shape, scores.shape)))  # fmt: skip
+    assert frames == [(4, (2, 32, 32, 3), (2,)), (8, (2, 32, 32, 3), (2,)), (10, (2, 32, 32, 3), (2,))]
+
+    def stop_at_six(step, images, scores):
+        if step >= 6:
+            raise KeyboardInterrupt
+
+    stopped = render(vit, objective, batch=2, steps=100, every=3, progress=False, callback=stop_at_six)
+    assert stopped.interrupted and stopped.steps == 6 and stopped.images.shape == (2, 32, 32, 3)
+    calls = iter(range(100))
+    early = render(vit, objective, batch=2, steps=100, progress=False, should_stop=lambda: next(calls) >= 2)
+    assert early.interrupted and early.steps == 3
+    assert [p.requires_grad for p in vit.model.parameters()] == grad_flags  # restored after rendering
+
+
+def test_render_stops_the_forward_pass_at_the_deepest_layer_needed(vit):
+    calls = []
+    handle = vit.layers.module("ln_post").register_forward_hook(lambda *_: calls.append(1))
+    try:
+        render(vit, obj.channel("blocks.0", 0), steps=2, progress=False, transforms=[])
+        assert calls == []
+        render(vit, obj.channel("blocks.0", 0) + obj.text(torch.randn(vit.embed_dim)), steps=2, progress=False)
+        assert len(calls) == 2  # the embedding needs the whole tower
+    finally:
+        handle.remove()
+
+
+def test_render_errors_are_clear(vit):
+    with pytest.raises(LayerNotFoundError, match="Valid names: conv1, ln_pre, blocks.0"):
+        render(vit, obj.channel("block.1", 0), steps=1, progress=False)
+    with pytest.raises(ValueError, match="3 units given for a batch of 2"):
+        render(vit, obj.channel("blocks.0", [0, 1, 2]), batch=2, steps=1, progress=False)
+
+
+def test_render_units_covers_a_layer_in_chunks(vit):
+    result = render_units(vit, "blocks.0", units=range(6), chunk=4, steps=6, progress=False)
+    assert result.images.shape == (6, 32, 32, 3) and result.scores.shape == (6,) and not result.interrupted
+    # chunking changes nothing about which image shows which unit
+    alone = render(vit, obj.channel("blocks.0", [4, 5]), batch=2, steps=6, progress=False)
+    np.testing.assert_array_equal(result.images[4:], alone.images)
