@@ -209,3 +209,37 @@ class LayerRegistry:
         finally:
             for handle in handles:
                 handle.remove()
+
+    def forward(
+        self, pixels: torch.Tensor, *names: str, detach: bool = True, need_output: bool = False
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """Run the tower on normalized ``pixels`` and return ``(outputs of names, tower output)``.
+
+        Unless ``need_output``, the pass stops once the deepest of ``names`` has run (the tower
+        output is then ``None``), so early layers cost only the blocks before them.
+        """
+        order = self.names
+        deepest = max(names, key=order.index) if names and not need_output else None
+        with self.capture(*names, detach=detach) as captured:
+            stop = None
+            if deepest is not None:
+                # registered after the capture hooks on the same module, so it runs after they record
+                stop = self.module(deepest).register_forward_hook(_raise_stop)
+            try:
+                output = self.visual(pixels)
+            except _StopForward:
+                output = None
+            finally:
+                if stop is not None:
+                    stop.remove()
+        if isinstance(output, tuple):  # towers that also return tokens
+            output = output[0]
+        return {name: captured[name] for name in names}, output
+
+
+class _StopForward(Exception):
+    """Raised by a hook once every requested layer has run, to skip the rest of the tower."""
+
+
+def _raise_stop(*_) -> None:
+    raise _StopForward

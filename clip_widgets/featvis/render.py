@@ -46,10 +46,6 @@ class RenderResult:
         return torch.from_numpy(self.images).permute(0, 3, 1, 2).float() / 255.0
 
 
-class _StopForward(Exception):
-    """Raised by a hook once every needed layer has run, to skip the rest of the tower."""
-
-
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """(N, 3, H, W) in [0, 1] to (N, H, W, 3) uint8."""
     return (images.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
@@ -77,14 +73,10 @@ class ActivationReader:
 
     def __init__(self, session: Any, objective: Objective):
         self.session = session
-        self.visual = session.model.visual
-        registry = session.layers
         for name in objective.layers:
-            registry[name]  # unknown names raise here, listing the valid ones  # noqa: B018
+            session.layers[name]  # unknown names raise here, listing the valid ones  # noqa: B018
         self.layers = objective.layers
         self.needs_embedding = objective.needs_embedding
-        order = registry.names
-        self.deepest = max(self.layers, key=order.index) if self.layers else None
         self.mean = torch.tensor(session.mean, device=session.device).view(1, 3, 1, 1)
         self.std = torch.tensor(session.std, device=session.device).view(1, 3, 1, 1)
 
@@ -95,28 +87,11 @@ class ActivationReader:
         return ((images - self.mean) / self.std).to(self.session.dtype)
 
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        pixels = self.normalize(images)
-        registry = self.session.layers
-        with registry.capture(*self.layers, detach=False) as captured:
-            stop = None
-            if self.deepest is not None and not self.needs_embedding:
-                # registered after the capture hooks, so it runs after they have recorded
-
-                def stop_hook(*_):
-                    raise _StopForward
-
-                stop = registry.module(self.deepest).register_forward_hook(stop_hook)
-            try:
-                embedding = self.visual(pixels)
-            except _StopForward:
-                embedding = None
-            finally:
-                if stop is not None:
-                    stop.remove()
-        out = {name: captured[name].float() for name in self.layers}
+        captured, embedding = self.session.layers.forward(
+            self.normalize(images), *self.layers, detach=False, need_output=self.needs_embedding
+        )
+        out = {name: value.float() for name, value in captured.items()}
         if self.needs_embedding:
-            if isinstance(embedding, tuple):  # towers that also return tokens
-                embedding = embedding[0]
             out["embedding"] = embedding.float()
         return out
 

@@ -1,0 +1,294 @@
+"""Dataset examples: for every unit of some layers, the images that excite it most (and least).
+
+:func:`collect_examples` streams a folder or iterable of images through the image tower once and
+keeps, per unit, the top-k images by the unit's maximum over positions (and the bottom-k by its
+minimum), with the position where that extreme occurred. Memory is bounded by units x k, never by
+the number of images. Everything lives in an on-disk :class:`ExampleStore`:
+
+* ``sources.jsonl``: one line per item of the stream, in order: its source, or why it was skipped;
+* ``state.npz``: the running top/bottom tables and the count of items they include, replaced
+  atomically at each checkpoint.
+
+A killed job resumes from the last checkpoint: the sources file is cut back to the count the
+tables include, and the stream skips that many items, so nothing is lost or counted twice.
+Unreadable images are named (in a warning and in the store) and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .errors import ClipWidgetsError, ImageLoadError
+from .images import _expand, load_image
+
+STATE_FILE = "state.npz"
+SOURCES_FILE = "sources.jsonl"
+META_FILE = "meta.json"
+
+
+@dataclass(frozen=True)
+class Example:
+    """One dataset example of a unit: the item's index in the stream, its source, the unit's
+    extreme value on it, and where: ``position`` is ``(row, col)`` on the layer's grid."""
+
+    index: int
+    source: str
+    value: float
+    position: tuple[int, int]
+    grid: tuple[int, int]
+
+
+def positions_of(activations: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """A layer's output as ``(N, positions, units)`` and its grid: feature maps ``(N, C, H, W)``
+    give the H x W positions; ViT tokens ``(N, tokens, D)`` the patch grid (the class token is
+    left out: it has no place in the image); vectors ``(N, D)`` one position."""
+    if activations.ndim == 4:
+        n, c, h, w = activations.shape
+        return activations.flatten(2).transpose(1, 2), (h, w)
+    if activations.ndim == 3:
+        patches = activations[:, 1:]
+        side = round(patches.shape[1] ** 0.5)
+        if side * side != patches.shape[1]:
+            raise ClipWidgetsError(f"{patches.shape[1]} patch tokens do not form a square grid")
+        return patches, (side, side)
+    if activations.ndim == 2:
+        return activations[:, None, :], (1, 1)
+    raise ClipWidgetsError(f"cannot read units from activations of shape {tuple(activations.shape)}")
+
+
+class _Table:
+    """Top-k (largest) extremes per unit: values, item indices and flat positions."""
+
+    def __init__(self, units: int, k: int, largest: bool):
+        fill = -np.inf if largest else np.inf
+        self.largest = largest
+        self.values = torch.full((units, k), fill)
+        self.items = torch.full((units, k), -1, dtype=torch.long)
+        self.positions = torch.zeros((units, k), dtype=torch.long)
+
+    def merge(self, values: torch.Tensor, positions: torch.Tensor, items: torch.Tensor) -> None:
+        """``values``/``positions``: ``(N, units)`` per-image extremes; ``items``: ``(N,)``."""
+        all_values = torch.cat([self.values, values.T.float()], 1)
+        all_items = torch.cat([self.items, items[None].expand(values.shape[1], -1)], 1)
+        all_positions = torch.cat([self.positions, positions.T], 1)
+        k = self.values.shape[1]
+        keep = all_values.topk(k, dim=1, largest=self.largest).indices
+        self.values = all_values.gather(1, keep)
+        self.items = all_items.gather(1, keep)
+        self.positions = all_positions.gather(1, keep)
+
+
+class ExampleStore:
+    """The on-disk result of :func:`collect_examples`; open one with ``ExampleStore(path)``."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        meta_path = self.path / META_FILE
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"no example store at {self.path} (missing {META_FILE})")
+        self.meta = json.loads(meta_path.read_text())
+        self._load_state()
+
+    def _load_state(self) -> None:
+        state_path = self.path / STATE_FILE
+        self.state = dict(np.load(state_path)) if state_path.is_file() else {}
+        self.processed = int(self.state.get("processed", 0))
+        lines = (self.path / SOURCES_FILE).read_text().splitlines() if (self.path / SOURCES_FILE).is_file() else []
+        self.sources = [json.loads(line) for line in lines[: self.processed]]
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.meta["layers"])
+
+    @property
+    def skipped(self) -> list[dict]:
+        """Items that could not be read: ``{"index", "source", "error"}``."""
+        return [{"index": i, **s} for i, s in enumerate(self.sources) if "error" in s]
+
+    def _check(self, layer: str, which: str) -> None:
+        if layer not in self.meta["layers"]:
+            raise KeyError(f"layer {layer!r} was not collected; collected: {', '.join(self.layers)}")
+        if which not in ("top", "bottom"):
+            raise ValueError(f"which is 'top' or 'bottom', not {which!r}")
+
+    def examples(self, layer: str, unit: int, which: str = "top") -> list[Example]:
+        """The unit's examples, most extreme first (fewer than k if fewer images were seen)."""
+        self._check(layer, which)
+        grid = tuple(self.meta["grids"][layer])
+        values = self.state[f"{layer}/{which}/values"][unit]
+        items = self.state[f"{layer}/{which}/items"][unit]
+        positions = self.state[f"{layer}/{which}/positions"][unit]
+        out = []
+        for value, item, flat in zip(values, items, positions, strict=True):
+            if item < 0:
+                continue
+            out.append(Example(int(item), self.sources[item]["source"], float(value),
+                               divmod(int(flat), grid[1]), grid))  # fmt: skip
+        return out
+
+    def values(self, layer: str, which: str = "top") -> np.ndarray:
+        """``(units, k)`` extreme values of every unit of ``layer``."""
+        self._check(layer, which)
+        return self.state[f"{layer}/{which}/values"]
+
+
+def model_view(session: Any, image: Any) -> Image.Image:
+    """The image as the model sees it: resized and cropped by the session's own preprocessing,
+    without normalization."""
+    pixels = session.preprocess(image)[0].float().cpu()
+    mean = torch.tensor(session.mean).view(3, 1, 1)
+    std = torch.tensor(session.std).view(3, 1, 1)
+    rgb = ((pixels * std + mean).clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    return Image.fromarray(rgb)
+
+
+def crop_around(view: Image.Image, example: Example, scale: float = 2.0) -> Image.Image:
+    """The part of the model's view around the example's position: a square ``scale`` grid
+    cells wide, centred on the cell (clipped to the image)."""
+    rows, cols = example.grid
+    cell_h, cell_w = view.height / rows, view.width / cols
+    cy, cx = (example.position[0] + 0.5) * cell_h, (example.position[1] + 0.5) * cell_w
+    half_h, half_w = max(cell_h * scale / 2, 1), max(cell_w * scale / 2, 1)
+    top, left = max(0, round(cy - half_h)), max(0, round(cx - half_w))
+    bottom, right = min(view.height, round(cy + half_h)), min(view.width, round(cx + half_w))
+    return view.crop((left, top, right, bottom))
+
+
+def _describe(source: Any, index: int) -> str:
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else f"<item {index}>"
+
+
+def _batches(items: Iterator[tuple[int, Any]], size: int) -> Iterator[list[tuple[int, Any]]]:
+    while batch := list(islice(items, size)):
+        yield batch
+
+
+def collect_examples(
+    session: Any,
+    sources: Iterable[Any] | str | os.PathLike,
+    layers: str | list[str],
+    store: str | os.PathLike,
+    *,
+    k: int = 16,
+    batch_size: int = 32,
+    checkpoint_every: int = 20,
+    total: int | None = None,
+    progress: bool = True,
+) -> ExampleStore:
+    """Stream ``sources`` (a folder, a path, or an iterable of anything :func:`load_image`
+    reads, in a stable order) through ``session``'s image tower and keep each unit's ``k``
+    highest and lowest images of ``layers`` in ``store`` (a directory). Re-running with the same
+    store resumes where the last checkpoint (every ``checkpoint_every`` batches) left off. A
+    store made for other layers, k or model is refused rather than mixed."""
+    layers = [layers] if isinstance(layers, str) else list(layers)
+    for name in layers:
+        session.layers[name]  # unknown names raise, listing the valid ones  # noqa: B018
+    if k < 1 or batch_size < 1:
+        raise ValueError(f"k and batch_size must be positive, got k={k}, batch_size={batch_size}")
+    root = Path(store)
+    root.mkdir(parents=True, exist_ok=True)
+    meta = {"model": session.name, "layers": layers, "k": k}
+    meta_path = root / META_FILE
+    if meta_path.is_file():
+        old = json.loads(meta_path.read_text())
+        if {key: old.get(key) for key in meta} != meta:
+            raise ClipWidgetsError(
+                f"{root} holds examples for {old.get('model')!r}, layers {old.get('layers')}, k={old.get('k')}; "
+                f"asked for {meta['model']!r}, layers {layers}, k={k}. Use another directory."
+            )
+        meta = old
+    else:
+        info = {name: session.layers[name] for name in layers}
+        meta["grids"] = {}
+        for name, layer_info in info.items():
+            shape = (1, *layer_info.shape)
+            meta["grids"][name] = list(positions_of(torch.zeros(shape))[1])
+        meta["units"] = {name: layer_info.units for name, layer_info in info.items()}
+        meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+
+    result = ExampleStore(root)
+    tables = {}
+    for name in layers:
+        units = meta["units"][name]
+        for which in ("top", "bottom"):
+            table = _Table(units, k, largest=which == "top")
+            if result.state:
+                table.values = torch.from_numpy(result.state[f"{name}/{which}/values"])
+                table.items = torch.from_numpy(result.state[f"{name}/{which}/items"])
+                table.positions = torch.from_numpy(result.state[f"{name}/{which}/positions"])
+            tables[name, which] = table
+    processed = result.processed
+    # cut the sources log back to what the tables include: items after the checkpoint are redone
+    with (root / SOURCES_FILE).open("a+") as f:
+        f.seek(0)
+        kept = f.read().splitlines()[:processed]
+    (root / SOURCES_FILE).write_text("".join(line + "\n" for line in kept))
+
+    def save() -> None:
+        arrays = {"processed": np.array(processed)}
+        for (name, which), table in tables.items():
+            arrays[f"{name}/{which}/values"] = table.values.numpy()
+            arrays[f"{name}/{which}/items"] = table.items.numpy()
+            arrays[f"{name}/{which}/positions"] = table.positions.numpy()
+        tmp = root / (STATE_FILE + ".tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, root / STATE_FILE)  # atomic: a kill mid-save keeps the previous state
+
+    stream = islice(enumerate(_expand(sources)), processed, None)
+    bar = tqdm(total=total, initial=processed, desc="dataset examples", unit="img", disable=not progress)
+    log = (root / SOURCES_FILE).open("a")
+    batches_since_save = 0
+    consistent = True  # the tables include exactly the first `processed` items
+    try:
+        for batch in _batches(stream, batch_size):
+            images, indices, lines = [], [], []
+            for index, source in batch:
+                name = _describe(source, index)
+                try:
+                    images.append(load_image(source))
+                    indices.append(index)
+                    lines.append({"source": name})
+                except ImageLoadError as e:
+                    warnings.warn(f"skipping unreadable image: {e}", UserWarning, stacklevel=2)
+                    lines.append({"source": name, "error": e.reason})
+            consistent = False
+            if images:
+                with torch.no_grad():
+                    captured, _ = session.layers.forward(session.preprocess(images), *layers)
+                items = torch.tensor(indices)
+                for name in layers:
+                    values, _grid = positions_of(captured[name].float().cpu())
+                    high, high_at = values.max(dim=1)
+                    low, low_at = values.min(dim=1)
+                    tables[name, "top"].merge(high, high_at, items)
+                    tables[name, "bottom"].merge(low, low_at, items)
+            log.write("".join(json.dumps(line) + "\n" for line in lines))
+            log.flush()
+            processed += len(batch)
+            consistent = True
+            bar.update(len(batch))
+            batches_since_save += 1
+            if batches_since_save >= checkpoint_every:
+                save()
+                batches_since_save = 0
+    except KeyboardInterrupt:
+        bar.write(f"interrupted after {processed} images; run the same call again to resume")
+    finally:
+        log.close()
+        bar.close()
+        if consistent:  # else the last checkpoint stands and the cut-off batch is redone on resume
+            save()
+    result._load_state()
+    return result

@@ -1,0 +1,125 @@
+"""Dataset examples: the streamed top-k/bottom-k tables equal a brute-force computation, broken
+images are named and skipped, and an interrupted job resumes without loss or duplicates."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from clip_widgets import ModelSession
+from clip_widgets.errors import ClipWidgetsError, LayerNotFoundError
+from clip_widgets.examples import ExampleStore, collect_examples, crop_around, model_view, positions_of
+from clip_widgets.world import draw_scene
+
+LAYERS = ["blocks.0", "ln_post"]
+
+
+@pytest.fixture(scope="module")
+def session() -> ModelSession:
+    torch.manual_seed(0)
+    return ModelSession.from_config("tiny-vit", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scenes")
+    for i in range(30):
+        draw_scene(i, size=48).image.save(root / f"scene_{i:02d}.png")
+    (root / "scene_07b.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    return root
+
+
+def brute_force(session, paths, layer):
+    """Per image and unit: the max and min over positions, and where, computed in one go."""
+    with torch.no_grad(), session.layers.capture(layer) as out:
+        session.model.visual(session.preprocess([str(p) for p in paths]))
+    values, grid = positions_of(out[layer].float())
+    return values.max(1), values.min(1), grid
+
+
+def test_tables_equal_a_brute_force_computation(session, folder, tmp_path):
+    with pytest.warns(UserWarning, match="scene_07b.png"):
+        store = collect_examples(session, folder, LAYERS, tmp_path / "store", k=5, batch_size=7, progress=False)
+    assert store.processed == 31
+    assert [s["source"] for s in store.skipped] == [str(folder / "scene_07b.png")]
+    readable = sorted(p for p in folder.iterdir() if p.name != "scene_07b.png")
+    index_of = {s["source"]: i for i, s in enumerate(store.sources)}
+    for layer in LAYERS:
+        (high, high_at), (low, low_at), grid = brute_force(session, readable, layer)
+        assert tuple(store.meta["grids"][layer]) == grid
+        for unit in (0, 3, high.shape[1] - 1):
+            top = store.examples(layer, unit)
+            expected = torch.argsort(high[:, unit], descending=True)[:5]
+            assert [e.source for e in top] == [str(readable[i]) for i in expected]
+            np.testing.assert_allclose([e.value for e in top], high[expected, unit].numpy(), rtol=1e-5, atol=1e-6)
+            assert [e.position for e in top] == [divmod(int(high_at[i, unit]), grid[1]) for i in expected]
+            assert all(index_of[e.source] == e.index for e in top)
+            bottom = store.examples(layer, unit, "bottom")
+            expected_low = torch.argsort(low[:, unit])[:5]
+            assert [e.source for e in bottom] == [str(readable[i]) for i in expected_low]
+            # the unit's top examples excite it more than the typical image does
+            assert top[-1].value >= float(high[:, unit].median())
+    reopened = ExampleStore(tmp_path / "store")
+    assert reopened.examples("ln_post", 2) == store.examples("ln_post", 2)
+    with pytest.raises(KeyError, match="collected: blocks.0, ln_post"):
+        store.examples("blocks.1", 0)
+
+
+def test_an_interrupted_job_resumes_without_loss_or_duplicates(session, folder, tmp_path):
+    paths = sorted(folder.glob("scene_??.png"))
+
+    def failing(after: int):
+        for i, path in enumerate(paths):
+            if i == after:
+                raise RuntimeError("the job was killed")
+            yield path
+
+    with pytest.raises(RuntimeError, match="killed"):
+        collect_examples(session, failing(17), LAYERS, tmp_path / "resumed", k=4, batch_size=4, checkpoint_every=2,
+                         progress=False)  # fmt: skip
+    partial = ExampleStore(tmp_path / "resumed")
+    assert partial.processed == 16  # the last complete batch before the failure
+    resumed = collect_examples(session, paths, LAYERS, tmp_path / "resumed", k=4, batch_size=4, progress=False)
+    whole = collect_examples(session, paths, LAYERS, tmp_path / "whole", k=4, batch_size=4, progress=False)
+    assert resumed.processed == whole.processed == 30
+    lines = (tmp_path / "resumed" / "sources.jsonl").read_text().splitlines()
+    assert [json.loads(line)["source"] for line in lines] == [str(p) for p in paths]
+    for key, array in whole.state.items():
+        np.testing.assert_array_equal(resumed.state[key], array, err_msg=key)
+
+    # Ctrl-C returns the store so far, which the next call completes
+    def interrupted():
+        yield from paths[:9]
+        raise KeyboardInterrupt
+
+    stopped = collect_examples(session, interrupted(), LAYERS, tmp_path / "ctrl-c", k=4, batch_size=4, progress=False)
+    assert stopped.processed == 8
+    finished = collect_examples(session, paths, LAYERS, tmp_path / "ctrl-c", k=4, batch_size=4, progress=False)
+    for key, array in whole.state.items():
+        np.testing.assert_array_equal(finished.state[key], array, err_msg=key)
+    # running a finished job again changes nothing
+    again = collect_examples(session, paths, LAYERS, tmp_path / "resumed", k=4, batch_size=4, progress=False)
+    assert again.processed == 30
+
+
+def test_bad_arguments_are_refused(session, folder, tmp_path):
+    with pytest.raises(LayerNotFoundError, match="Valid names"):
+        collect_examples(session, folder, ["blocks.9"], tmp_path / "x", progress=False)
+    collect_examples(session, [draw_scene(0).image], ["blocks.0"], tmp_path / "y", k=2, progress=False)
+    with pytest.raises(ClipWidgetsError, match="Use another directory"):
+        collect_examples(session, folder, ["blocks.1"], tmp_path / "y", k=2, progress=False)
+
+
+def test_model_view_and_crops(session):
+    scene = draw_scene(3, size=96)
+    view = model_view(session, scene.image)
+    assert view.size == (32, 32)
+    expected = np.asarray(scene.image.resize((32, 32), resample=3)).astype(float)  # bicubic, like the model
+    assert np.abs(np.asarray(view).astype(float) - expected).mean() < 4
+    store_example = type("E", (), {"grid": (4, 4), "position": (1, 2)})()
+    crop = crop_around(view, store_example, scale=2.0)
+    assert crop.size == (16, 16)
+    np.testing.assert_array_equal(np.asarray(crop), np.asarray(view)[4:20, 12:28])
