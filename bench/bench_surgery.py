@@ -46,17 +46,10 @@ LABELS = [
 
 
 def load_session(name: str) -> ModelSession:
-    if name.startswith("tiny-"):
-        return ModelSession.from_config(name, seed=0)
-    import open_clip  # noqa: PLC0415
-
-    model = open_clip.create_model(name, pretrained=None)
-    return ModelSession(
-        model,
-        tokenizer=open_clip.get_tokenizer(name),
-        preprocess_cfg=open_clip.get_model_preprocess_cfg(model),
-        name=f"{name} (random weights)",
-    )
+    """An embedded or built-in model by name, else the open_clip architecture with random weights."""
+    if name in ModelSession.embedded_models() or name.startswith("tiny-"):
+        return ModelSession.load(name)
+    return ModelSession.from_config(name)
 
 
 def encode_uncached(session, prompts, templates):
@@ -184,8 +177,10 @@ def main() -> None:
         fn()
     times = time_rounds(fns, args.repeats)
     base = statistics.median(times["per-label loop"])
-    print(f"# CLIP Surgery, {session!r}, {len(labels)} labels, {len(templates)} templates, "
-          f"device {session.device}, {args.repeats} interleaved rounds")
+    print(
+        f"# CLIP Surgery, {session!r}, {len(labels)} labels, {len(templates)} templates, "
+        f"device {session.device}, {args.repeats} interleaved rounds"
+    )
     print(f"{'method':<18} {'median s':>9} {'maps/s':>8} {'speed-up':>9}")
     for name, values in times.items():
         median = statistics.median(values)

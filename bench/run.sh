@@ -6,3 +6,4 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 "$PY" bench/bench_surgery.py --model ViT-B-16 "$@"
 "$PY" bench/bench_surgery.py --model RN50 "$@"
+"$PY" bench/bench_featvis.py "$@"

@@ -50,9 +50,14 @@ DEFAULT_TEMPLATES: tuple[str, ...] = (
 """Generic prompt templates for prompt ensembling; each has one ``{}`` for the label."""
 
 _DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
 }
 _TEXT_BATCH = 1024  # token sequences per text-tower call; bounds memory for huge label sets
 _SCHEMAS = ("hf-hub:", "local-dir:")
@@ -346,9 +351,7 @@ class ModelSession:
         preprocess_cfg = dict(open_clip.get_model_preprocess_cfg(model))
         tokenizer = open_clip.get_tokenizer(name, cache_dir=None if cache_dir is None else str(cache_dir))
         label = f"{name}:{tag}" if tag else name
-        return cls(
-            model, tokenizer=tokenizer, preprocess_cfg=preprocess_cfg, name=label, device=device_, dtype=dtype
-        )
+        return cls(model, tokenizer=tokenizer, preprocess_cfg=preprocess_cfg, name=label, device=device_, dtype=dtype)
 
     @classmethod
     def from_config(
@@ -361,7 +364,9 @@ class ModelSession:
         name: str | None = None,
         preprocess_cfg: dict | None = None,
     ) -> ModelSession:
-        """A randomly initialised model from an open_clip config dict or a name in ``TINY_CONFIGS``.
+        """A randomly initialised model from an open_clip config dict, a name in ``TINY_CONFIGS``,
+        or an architecture name from ``open_clip.list_models()`` (e.g. ``"ViT-B-16"``: its shapes and
+        speed, without weights).
 
         The config is what ``open_clip.CLIP(**config)`` takes; it may also carry a ``preprocess_cfg``
         entry (or be an ``open_clip_config.json`` layout with ``model_cfg``/``preprocess_cfg``) to set
@@ -369,10 +374,19 @@ class ModelSession:
         """
         label = name
         if isinstance(config, str):
-            if config not in TINY_CONFIGS:
-                raise ValueError(f"unknown config {config!r}; built-in configs: {', '.join(TINY_CONFIGS)}")
-            label = label or config
-            config = TINY_CONFIGS[config]
+            if config in TINY_CONFIGS:
+                label = label or config
+                config = TINY_CONFIGS[config]
+            elif config in open_clip.list_models():
+                label = label or f"{config} (random weights)"
+                config = open_clip.get_model_config(config)
+            else:
+                close = _close(config, [*TINY_CONFIGS, *open_clip.list_models()], n=3)
+                hint = f" Did you mean {', '.join(close)}?" if close else ""
+                raise ValueError(
+                    f"unknown config {config!r}.{hint} Built-in configs: {', '.join(TINY_CONFIGS)}; "
+                    "or any name in open_clip.list_models()"
+                )
         model_cfg, pp = _split_config(config)
         pp.update(preprocess_cfg or {})
         with torch.random.fork_rng(devices=[]):

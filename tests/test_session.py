@@ -327,3 +327,11 @@ def test_tokenizer_follows_config_context_length(vit_session):
     assert isinstance(vit_session.tokenizer, open_clip.tokenizer.SimpleTokenizer)
     assert vit_session.tokenizer(["hello"]).shape == (1, TINY_VIT["text_cfg"]["context_length"])
     assert session_mod.tokenizer_for_config({"text_cfg": {}}).context_length == 77
+
+
+def test_from_config_builds_any_open_clip_architecture_with_random_weights():
+    session = ModelSession.from_config("RN50", device="cpu")
+    assert session.name == "RN50 (random weights)"
+    assert session.architecture == "ResNet" and session.image_size == (224, 224)
+    with pytest.raises(ValueError, match="Did you mean.*ViT-B-16"):
+        ModelSession.from_config("ViT-B-61")
