@@ -22,6 +22,9 @@ _EXPORTS = {
     "similarity_map_to_points": "surgery",
     "threshold_map": "surgery",
     "SurgeryWidget": "widgets",
+    "NeuronExplorer": "widgets",
+    "collect_examples": "examples",
+    "ExampleStore": "examples",
 }
 
 __all__ = sorted(_EXPORTS)

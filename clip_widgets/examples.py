@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -138,6 +138,18 @@ class ExampleStore:
                                divmod(int(flat), grid[1]), grid))  # fmt: skip
         return out
 
+    def image(self, example: Example, images: Sequence[Any] | None = None) -> Image.Image:
+        """The example's image: read from its file, or ``images[example.index]`` for items that
+        came from an in-memory iterable (pass the same sequence that was collected)."""
+        if self.sources[example.index].get("in_memory"):
+            if images is None:
+                raise ClipWidgetsError(
+                    f"example {example.source} came from an in-memory iterable; pass images= (the same "
+                    "sequence that was collected) to show it, or collect from files"
+                )
+            return load_image(images[example.index])
+        return load_image(example.source)
+
     def values(self, layer: str, which: str = "top") -> np.ndarray:
         """``(units, k)`` extreme values of every unit of ``layer``."""
         self._check(layer, which)
@@ -154,16 +166,22 @@ def model_view(session: Any, image: Any) -> Image.Image:
     return Image.fromarray(rgb)
 
 
-def crop_around(view: Image.Image, example: Example, scale: float = 2.0) -> Image.Image:
-    """The part of the model's view around the example's position: a square ``scale`` grid
-    cells wide, centred on the cell (clipped to the image)."""
+def crop_box(size: tuple[int, int], example: Example, scale: float = 2.0) -> tuple[int, int, int, int]:
+    """``(left, top, right, bottom)`` in an image of ``size`` (width, height): a square ``scale``
+    grid cells wide, centred on the example's cell, clipped to the image."""
+    width, height = size
     rows, cols = example.grid
-    cell_h, cell_w = view.height / rows, view.width / cols
+    cell_h, cell_w = height / rows, width / cols
     cy, cx = (example.position[0] + 0.5) * cell_h, (example.position[1] + 0.5) * cell_w
     half_h, half_w = max(cell_h * scale / 2, 1), max(cell_w * scale / 2, 1)
     top, left = max(0, round(cy - half_h)), max(0, round(cx - half_w))
-    bottom, right = min(view.height, round(cy + half_h)), min(view.width, round(cx + half_w))
-    return view.crop((left, top, right, bottom))
+    bottom, right = min(height, round(cy + half_h)), min(width, round(cx + half_w))
+    return left, top, right, bottom
+
+
+def crop_around(view: Image.Image, example: Example, scale: float = 2.0) -> Image.Image:
+    """The part of the model's view around the example's position (see :func:`crop_box`)."""
+    return view.crop(crop_box(view.size, example, scale))
 
 
 def _describe(source: Any, index: int) -> str:
@@ -259,7 +277,7 @@ def collect_examples(
                 try:
                     images.append(load_image(source))
                     indices.append(index)
-                    lines.append({"source": name})
+                    lines.append({"source": name} if name != f"<item {index}>" else {"source": name, "in_memory": True})
                 except ImageLoadError as e:
                     warnings.warn(f"skipping unreadable image: {e}", UserWarning, stacklevel=2)
                     lines.append({"source": name, "error": e.reason})
@@ -292,3 +310,17 @@ def collect_examples(
             save()
     result._load_state()
     return result
+
+
+def unit_maps(session: Any, layer: str, unit: int, images: list[Any]) -> np.ndarray:
+    """``(N, rows, cols)`` activation maps of one unit over the layer's grid, for the images as
+    the model sees them (see :func:`model_view`)."""
+    info = session.layers[layer]
+    if not 0 <= unit < info.units:
+        raise IndexError(f"unit {unit} out of range for layer {layer!r}, which has {info.units} units")
+    if not images:
+        return np.zeros((0, 1, 1), np.float32)
+    with torch.no_grad():
+        captured, _ = session.layers.forward(session.preprocess(images), layer)
+    values, grid = positions_of(captured[layer].float().cpu())
+    return values[:, :, unit].reshape(len(images), *grid).numpy()

@@ -129,3 +129,24 @@ def rank_words_by_embedding(
     text = session.encode_text(words, templates=templates).float().cpu()
     scores = text @ directions.T  # (words, units)
     return [_ranked(words, scores[:, j]) for j in range(len(units))]
+
+
+def units_for_text(session: Any, layer: str, query: str, top: int = 10) -> list[tuple[int, float]]:
+    """The units of ``layer`` a text query excites most, best first: by the query's text
+    embedding along each unit's direction where the layer maps into the embedding space, else
+    by each unit's response to the query written into an image."""
+    query = str(query).strip()
+    if not query:
+        raise ValueError("the query is empty")
+    units = range(session.layers[layer].units)
+    try:
+        directions = F.normalize(unit_directions(session, layer, units), dim=-1)
+        scores = directions @ session.encode_text([query]).float().cpu()[0]
+    except UnsupportedModelError:
+        images = [word_image(query, int(session.image_size[0]), ink=i, paper=p) for i, p in ((20, 235), (235, 20))]
+        with torch.no_grad():
+            captured, _ = session.layers.forward(session.preprocess(images), layer)
+        values, _ = positions_of(captured[layer].float().cpu())
+        scores = values.amax(dim=1).mean(0)
+    best = torch.argsort(scores, descending=True)[:top]
+    return [(int(u), float(scores[u])) for u in best]

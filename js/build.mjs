@@ -2,7 +2,7 @@
 import * as esbuild from "esbuild";
 
 const options = {
-  entryPoints: { surgery: "src/surgery.js" },
+  entryPoints: { surgery: "src/surgery.js", neuron: "src/neuron.js" },
   outdir: "../clip_widgets/static",
   bundle: true,
   format: "esm",

@@ -11,7 +11,7 @@ if [ -n "${CI:-}" ]; then export CLIP_WIDGETS_REQUIRE_BROWSER=1; fi
 
 echo "== ruff"
 .venv/bin/ruff check clip_widgets tests bench tools
-echo "== JS tests"
-(cd js && npm test --silent)
+echo "== JS build and tests"
+(cd js && npm run build --silent && npm test --silent)
 echo "== Python tests"
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -105,6 +105,16 @@ def test_an_interrupted_job_resumes_without_loss_or_duplicates(session, folder, 
     assert again.processed == 30
 
 
+def test_examples_of_in_memory_images_need_the_images(session, tmp_path):
+    scenes = [draw_scene(i).image for i in range(5)]
+    store = collect_examples(session, scenes, ["blocks.0"], tmp_path / "mem", k=2, progress=False)
+    example = store.examples("blocks.0", 0)[0]
+    assert example.source == f"<item {example.index}>"
+    with pytest.raises(ClipWidgetsError, match="pass images="):
+        store.image(example)
+    assert np.array_equal(np.asarray(store.image(example, scenes)), np.asarray(scenes[example.index]))
+
+
 def test_bad_arguments_are_refused(session, folder, tmp_path):
     with pytest.raises(LayerNotFoundError, match="Valid names"):
         collect_examples(session, folder, ["blocks.9"], tmp_path / "x", progress=False)

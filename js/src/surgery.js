@@ -2,6 +2,7 @@
 // Python computes everything; this module draws the synced state and sends edits back.
 import "./surgery.css";
 import { decodeArray } from "./codecs.js";
+import { h } from "./dom.js";
 import { COLORMAPS, colormapLUT } from "./colormap.js";
 import { addLabel, moveSelection, removeLabel } from "./labels.js";
 import { imageRGBA, legendRGBA, overlayRGBA } from "./render.js";
@@ -10,19 +11,6 @@ import { debouncedSaver } from "./sync.js";
 const SLIDER_DEBOUNCE_MS = 150;
 const MODE_NAMES = { surgery: "CLIP Surgery", raw: "raw CLIP" };
 let viewCount = 0; // element ids stay unique when one page shows several views
-
-/** Create an element; text goes in through textContent only, never as HTML. */
-function h(tag, props = {}, children = []) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else if (key in node && typeof value !== "string") node[key] = value;
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) node.append(child);
-  return node;
-}
 
 function select(className, label, options) {
   const control = h("select", { class: className, "aria-label": label });

@@ -1,0 +1,27 @@
+// Navigation between units and layers: pure functions, tested in Node.
+
+/** The unit `delta` steps from `unit`, wrapping around a layer of `count` units. */
+export function stepUnit(unit, delta, count) {
+  if (!(count > 0)) return 0;
+  return (((unit + delta) % count) + count) % count;
+}
+
+/** The layer `delta` steps from `current` in `names`, stopping at the ends. */
+export function stepLayer(names, current, delta) {
+  if (!names.length) return current;
+  const index = Math.max(0, names.indexOf(current));
+  return names[Math.min(names.length - 1, Math.max(0, index + delta))];
+}
+
+/** A typed unit number, clamped to the layer; null when it is not a number. */
+export function parseUnit(text, count) {
+  const value = Number.parseInt(String(text).trim(), 10);
+  if (!Number.isFinite(value)) return null;
+  return Math.min(Math.max(0, value), Math.max(0, count - 1));
+}
+
+/** Bar widths in [0, 1] for scores, relative to the largest magnitude. */
+export function barWidths(scores) {
+  const top = Math.max(1e-12, ...scores.map((s) => Math.abs(s)));
+  return scores.map((s) => Math.abs(s) / top);
+}

@@ -1,0 +1,32 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { barWidths, parseUnit, stepLayer, stepUnit } from "../src/units.js";
+
+test("units wrap around the layer both ways", () => {
+  assert.equal(stepUnit(0, -1, 10), 9);
+  assert.equal(stepUnit(9, 1, 10), 0);
+  assert.equal(stepUnit(4, 3, 10), 7);
+  assert.equal(stepUnit(2, -25, 10), 7);
+  assert.equal(stepUnit(3, 1, 0), 0);
+});
+
+test("layers step and stop at the ends", () => {
+  const names = ["conv1", "blocks.0", "blocks.1"];
+  assert.equal(stepLayer(names, "blocks.0", 1), "blocks.1");
+  assert.equal(stepLayer(names, "blocks.1", 1), "blocks.1");
+  assert.equal(stepLayer(names, "conv1", -1), "conv1");
+  assert.equal(stepLayer(names, "unknown", 1), "blocks.0");
+  assert.equal(stepLayer([], "x", 1), "x");
+});
+
+test("typed unit numbers are parsed and clamped", () => {
+  assert.equal(parseUnit(" 12 ", 100), 12);
+  assert.equal(parseUnit("500", 100), 99);
+  assert.equal(parseUnit("-3", 100), 0);
+  assert.equal(parseUnit("twelve", 100), null);
+});
+
+test("bars are relative to the largest magnitude", () => {
+  assert.deepEqual(barWidths([2, 1, -4]), [0.5, 0.25, 1]);
+  assert.deepEqual(barWidths([0, 0]), [0, 0]);
+});
