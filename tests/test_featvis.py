@@ -11,7 +11,7 @@ import torch
 
 from clip_widgets import ModelSession
 from clip_widgets.errors import LayerNotFoundError
-from clip_widgets.featvis import evaluate, render, render_units
+from clip_widgets.featvis import evaluate, grid, render, render_units
 from clip_widgets.featvis import objectives as obj
 from clip_widgets.featvis.param import COLOR_CORRELATION, FixedImage, FourierImage, LowResImage, PixelImage, image
 from clip_widgets.featvis.transform import compose, jitter, pad, random_rotate, random_scale, standard_transforms
@@ -270,3 +270,11 @@ def test_render_units_covers_a_layer_in_chunks(vit):
     # chunking changes nothing about which image shows which unit
     alone = render(vit, obj.channel("blocks.0", [4, 5]), batch=2, steps=6, progress=False)
     np.testing.assert_array_equal(result.images[4:], alone.images)
+
+
+def test_grid_lays_images_out_in_rows():
+    images = np.stack([np.full((4, 5, 3), 10 * i, np.uint8) for i in range(5)])
+    sheet = np.asarray(grid(images, columns=3, scale=2, gap=1))
+    assert sheet.shape == (2 * 8 + 1, 3 * 10 + 2, 3)
+    assert (sheet[:8, :10] == 0).all() and (sheet[9:, 11:21] == 40).all()
+    assert (sheet[9:, 22:] == 255).all()  # the empty sixth cell stays white

@@ -110,9 +110,7 @@ def main(reference_root: str) -> None:
             outputs["raw_similarity"] = raw @ text.t()
             outputs["raw_maps"] = reference.get_similarity_map(outputs["raw_similarity"][:, 1:, :], out_size)
             for label in range(LABELS):
-                points, point_labels = reference.similarity_map_to_points(
-                    similarity[0, 1:, label], out_size, t=0.8
-                )
+                points, point_labels = reference.similarity_map_to_points(similarity[0, 1:, label], out_size, t=0.8)
                 outputs[f"points_{label}"] = torch.tensor(points, dtype=torch.int64).reshape(-1, 2)
                 outputs[f"point_labels_{label}"] = torch.from_numpy(point_labels.astype(np.int64))
 
@@ -121,8 +119,9 @@ def main(reference_root: str) -> None:
         tensors |= {f"expected.{k}": v.contiguous() for k, v in outputs.items()}
         meta = {"config": json.dumps(config), "out_size": json.dumps(list(out_size)), "dtype": str(dtype)}
         path = FIXTURES / f"surgery_reference_{arch}.safetensors"
-        save_file({k: v.to(torch.float16) if k.startswith("weights.") else v for k, v in tensors.items()},
-                  path, metadata=meta)
+        save_file(
+            {k: v.to(torch.float16) if k.startswith("weights.") else v for k, v in tensors.items()}, path, metadata=meta
+        )
         print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
 
 

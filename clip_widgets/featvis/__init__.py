@@ -16,6 +16,16 @@ from __future__ import annotations
 
 from . import objectives, param, transform
 from .objectives import Objective
-from .render import RenderResult, evaluate, render, render_units
+from .render import RenderResult, evaluate, grid, render, render_units
 
-__all__ = ["Objective", "RenderResult", "evaluate", "objectives", "param", "render", "render_units", "transform"]
+__all__ = [
+    "Objective",
+    "RenderResult",
+    "evaluate",
+    "grid",
+    "objectives",
+    "param",
+    "render",
+    "render_units",
+    "transform",
+]

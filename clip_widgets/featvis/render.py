@@ -174,6 +174,24 @@ def render(
     return RenderResult(images=final, scores=scores, history=history, steps=done, interrupted=interrupted)
 
 
+def grid(images: np.ndarray, columns: int | None = None, scale: int = 1, gap: int = 2):
+    """``(N, H, W, 3)`` uint8 images side by side as one PIL image (``columns`` per row), each
+    enlarged ``scale`` times without smoothing: a quick look in a notebook."""
+    from PIL import Image
+
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be (N, H, W, 3), got {images.shape}")
+    n, height, width, _ = images.shape
+    columns = max(1, min(n, columns or n))
+    rows = -(-n // columns)
+    cell_h, cell_w = height * scale, width * scale
+    sheet = Image.new("RGB", (columns * (cell_w + gap) - gap, rows * (cell_h + gap) - gap), (255, 255, 255))
+    for i, pixels in enumerate(images):
+        tile = Image.fromarray(pixels).resize((cell_w, cell_h), Image.Resampling.NEAREST)
+        sheet.paste(tile, ((i % columns) * (cell_w + gap), (i // columns) * (cell_h + gap)))
+    return sheet
+
+
 def evaluate(session: Any, objective: Objective, images: torch.Tensor | np.ndarray) -> np.ndarray:
     """The objective's per-image scores on fixed images (``(N, H, W, 3)`` uint8 or ``(N, 3, H, W)``
     in [0, 1]), without transforms: the yardstick for what a render achieved."""
@@ -218,4 +236,4 @@ def render_units(
     return RenderResult(np.concatenate(images), np.concatenate(scores), history, steps, interrupted)
 
 
-__all__ = ["RenderResult", "render", "render_units", "evaluate", "image", "to_uint8"]
+__all__ = ["RenderResult", "evaluate", "grid", "image", "render", "render_units", "to_uint8"]
