@@ -104,7 +104,7 @@ def render(
     batch: int | None = None,
     size: int | None = None,
     steps: int = 256,
-    lr: float = 0.05,
+    lr: float = 0.005,
     transforms: Sequence[Transform] | None = None,
     seed: int = 0,
     callback: FrameCallback | None = None,
