@@ -1,0 +1,126 @@
+"""Activation atlas pipeline: collection (resumable, memory-mapped), layout and grid binning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from clip_widgets import ModelSession
+from clip_widgets.atlas import ActivationStore, bin_grid, collect_activations, layout, normalize_layout
+from clip_widgets.errors import ClipWidgetsError
+from clip_widgets.examples import positions_of
+from clip_widgets.world import draw_scene
+
+
+@pytest.fixture(scope="module")
+def session() -> ModelSession:
+    return ModelSession.from_config("tiny-vit", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scenes")
+    for i in range(20):
+        draw_scene(i, size=48).image.save(root / f"{i:02d}.png")
+    (root / "05b.png").write_bytes(b"broken")
+    return root
+
+
+def test_collected_rows_are_the_activations_at_their_origins(session, folder, tmp_path):
+    with pytest.warns(UserWarning, match="05b.png"):
+        store = collect_activations(session, folder, "blocks.1", tmp_path / "acts", per_image=3, batch_size=6,
+                                    progress=False)  # fmt: skip
+    assert store.processed == 21 and len(store) == 20 * 3
+    assert store.activations.dtype == np.float16 and store.activations.shape == (60, 64)
+    origins = store.origins
+    for row in (0, 17, 59):
+        index, r, c = origins[row]
+        source = store.sources[index]["source"]
+        with torch.no_grad(), session.layers.capture("blocks.1") as out:
+            session.model.visual(session.preprocess(source))
+        values, grid = positions_of(out["blocks.1"])
+        expected = values[0, r * grid[1] + c].numpy()
+        np.testing.assert_allclose(store.activations[row].astype(np.float32), expected, rtol=2e-3, atol=2e-3)
+    # positions within one image are distinct
+    first = origins[origins[:, 0] == origins[0, 0]]
+    assert len({(r, c) for _, r, c in first}) == 3
+
+
+def test_an_interrupted_collection_resumes_exactly(session, folder, tmp_path):
+    paths = sorted(folder.glob("??.png"))
+
+    def killed():
+        for i, path in enumerate(paths):
+            if i == 13:
+                raise RuntimeError("killed")
+            yield path
+
+    with pytest.raises(RuntimeError):
+        collect_activations(session, killed(), "blocks.0", tmp_path / "r", per_image=2, batch_size=4,
+                            checkpoint_every=1, progress=False)  # fmt: skip
+    assert ActivationStore(tmp_path / "r").processed == 12
+    resumed = collect_activations(session, paths, "blocks.0", tmp_path / "r", per_image=2, batch_size=4, progress=False)
+    whole = collect_activations(session, paths, "blocks.0", tmp_path / "w", per_image=2, batch_size=4, progress=False)
+    np.testing.assert_array_equal(resumed.activations, whole.activations)
+    np.testing.assert_array_equal(resumed.origins, whole.origins)
+    assert resumed.sources == whole.sources
+    with pytest.raises(ClipWidgetsError, match="Use another directory"):
+        collect_activations(session, paths, "blocks.0", tmp_path / "r", per_image=1, progress=False)
+    with pytest.raises(ClipWidgetsError, match="no spatial positions"):
+        collect_activations(ModelSession.from_config("tiny-resnet"), paths, "attnpool", tmp_path / "x", progress=False)
+
+
+def test_grid_means_and_counts_by_hand():
+    coords = np.array([[0.1, 0.1], [0.2, 0.15], [0.9, 0.1], [0.99, 0.99], [1.0, 1.0]])
+    acts = np.array([[1.0, 0.0], [3.0, 2.0], [5.0, 5.0], [2.0, 2.0], [4.0, 0.0]], np.float16)
+    grid = bin_grid(coords, acts, size=2)
+    np.testing.assert_array_equal(grid.counts, [[2, 1], [0, 2]])  # row = y, col = x
+    np.testing.assert_allclose(grid.means[0, 0], [2.0, 1.0])
+    np.testing.assert_allclose(grid.means[1, 1], [3.0, 1.0])
+    np.testing.assert_array_equal(grid.members(0, 0), [0, 1])
+    sparse = bin_grid(coords, acts, size=2, min_count=2)
+    np.testing.assert_array_equal(sparse.counts, [[2, 0], [0, 2]])
+    assert (sparse.means[0, 1] == 0).all() and not sparse.filled[0, 1]
+    chunked = bin_grid(coords, acts, size=2, chunk=2)
+    np.testing.assert_allclose(chunked.means, grid.means)
+
+
+def test_layout_puts_similar_activations_together():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 32))
+    labels = np.repeat(np.arange(4), 60)
+    data = centres[labels] + 0.15 * rng.normal(size=(240, 32))
+    coords = layout(data, seed=0)
+    assert coords.shape == (240, 2) and coords.min() >= 0 and coords.max() <= 1
+    # neighbours in the layout share a cluster far more often than chance (1/4)
+    distances = ((coords[:, None] - coords[None]) ** 2).sum(-1)
+    np.fill_diagonal(distances, np.inf)
+    nearest = distances.argmin(1)
+    assert (labels[nearest] == labels).mean() > 0.9
+
+    # cells that the grid puts together hold more similar mean activations than random pairs:
+    # activations along a smooth closed curve, so neighbouring cells hold neighbouring points
+    t = rng.uniform(size=400)
+    waves = np.concatenate([np.cos(2 * np.pi * k * t[:, None]) for k in (1, 2)] +
+                           [np.sin(2 * np.pi * k * t[:, None]) for k in (1, 2)], 1)  # fmt: skip
+    data = waves @ rng.normal(size=(4, 32)) + 0.05 * rng.normal(size=(400, 32))
+    grid = bin_grid(layout(data, seed=0), data, size=6, min_count=3)
+    filled = np.argwhere(grid.filled)
+    unit = grid.means / np.maximum(np.linalg.norm(grid.means, axis=-1, keepdims=True), 1e-9)
+    adjacent, random_pairs = [], []
+    for r, c in filled:
+        for dr, dc in ((0, 1), (1, 0)):
+            if r + dr < 6 and c + dc < 6 and grid.filled[r + dr, c + dc]:
+                adjacent.append(unit[r, c] @ unit[r + dr, c + dc])
+    for _ in range(200):
+        (r1, c1), (r2, c2) = filled[rng.integers(len(filled), size=2)]
+        random_pairs.append(unit[r1, c1] @ unit[r2, c2])
+    assert np.mean(adjacent) > np.mean(random_pairs) + 0.2
+
+
+def test_normalize_layout_clips_outliers():
+    coords = np.concatenate([np.random.default_rng(1).uniform(size=(98, 2)), [[100.0, -100.0], [-50.0, 60.0]]])
+    out = normalize_layout(coords, clip=0.02)
+    assert out.min() == 0.0 and out.max() == 1.0
+    assert np.ptp(out[:98], axis=0).min() > 0.8  # the bulk still spans the square
