@@ -261,3 +261,129 @@ def bin_grid(coords: np.ndarray, activations: np.ndarray, size: int, min_count: 
     counts = np.where(keep, counts, 0)
     return AtlasGrid(size, counts.reshape(size, size), means.reshape(size, size, -1).astype(np.float32),
                      np.stack([rows, cols], 1))  # fmt: skip
+
+
+# -- attribution ---------------------------------------------------------------------------------
+
+
+def attribute_activations(
+    session: Any,
+    store: ActivationStore,
+    prompts: list[str],
+    *,
+    templates: list[str] | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> np.ndarray:
+    """``(rows, classes)``: for each collected activation, how it moves each class's zero-shot
+    logit: the gradient of the logit with respect to the layer's output at that position, times
+    the activation there, summed over channels (gradient x activation). Classes are text prompts.
+    Images are re-read from their sources (collections from files).
+
+    In a ViT, the patch tokens of the last two blocks reach the class token only through the next
+    block's layer norm, which ignores a token's scale; their gradient is orthogonal to their
+    activation and the attribution is zero. Use an earlier block for attributed atlases."""
+    layer = store.meta["layer"]
+    text = session.encode_text(prompts, templates=templates).float()
+    scale = float(session.model.logit_scale.detach().exp()) if hasattr(session.model, "logit_scale") else 100.0
+    origins = store.origins
+    by_image: dict[int, list[int]] = {}
+    for row, (index, _, _) in enumerate(origins):
+        by_image.setdefault(int(index), []).append(row)
+    result = np.zeros((len(origins), len(prompts)), np.float32)
+    images = list(by_image)
+    classes = torch.eye(len(prompts), device=session.device)
+    with tqdm(total=len(images), desc="attribution", unit="img", disable=not progress) as bar:
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            pixels = session.preprocess([store.sources[i]["source"] for i in chunk])
+            captured, embedding = session.layers.forward(pixels, layer, detach=False, need_output=True)
+            logits = scale * torch.nn.functional.normalize(embedding.float(), dim=-1) @ text.T  # (B, C)
+            acts = captured[layer]
+            # one backward per class, vectorised over classes
+            (grads,) = torch.autograd.grad(logits, acts, grad_outputs=classes[:, None].expand(-1, len(chunk), -1),
+                                           is_grads_batched=True)  # fmt: skip
+            values, grid = positions_of(acts.detach().float())
+            grad_values = torch.stack([positions_of(g.float())[0] for g in grads])  # (C, B, P, D)
+            contribution = (grad_values * values[None]).sum(-1)  # (C, B, P)
+            for b, index in enumerate(chunk):
+                for row in by_image[index]:
+                    _, r, c = origins[row]
+                    result[row] = contribution[:, b, r * grid[1] + c].detach().cpu().numpy()
+            bar.update(len(chunk))
+    return result
+
+
+def cell_attribution(grid: AtlasGrid, attributions: np.ndarray) -> np.ndarray:
+    """``(size, size, classes)``: the mean attribution of each cell's activations (zero where empty)."""
+    flat = grid.cells[:, 0] * grid.size + grid.cells[:, 1]
+    sums = np.zeros((grid.size * grid.size, attributions.shape[1]), np.float64)
+    np.add.at(sums, flat, attributions)
+    counts = grid.counts.reshape(-1)
+    means = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], 0.0)
+    return means.reshape(grid.size, grid.size, -1).astype(np.float32)
+
+
+# -- icons ---------------------------------------------------------------------------------------
+
+
+def whitening_matrix(activations: np.ndarray, eps: float = 1e-2, chunk: int = 65536) -> np.ndarray:
+    """``(D, D)`` inverse covariance of the activations (ridge ``eps`` times the mean variance),
+    for taking the atlas objective in whitened space. Accumulated in chunks over memory-mapped rows."""
+    n, dim = activations.shape
+    total = np.zeros(dim, np.float64)
+    outer = np.zeros((dim, dim), np.float64)
+    for start in range(0, n, chunk):
+        block = np.asarray(activations[start : start + chunk], np.float64)
+        total += block.sum(0)
+        outer += block.T @ block
+    mean = total / n
+    covariance = outer / n - np.outer(mean, mean)
+    ridge = eps * np.trace(covariance) / dim
+    return np.linalg.inv(covariance + ridge * np.eye(dim)).astype(np.float32)
+
+
+def atlas_icons(
+    session: Any,
+    layer: str,
+    grid: AtlasGrid,
+    *,
+    whitening: np.ndarray | None = None,
+    power: float = 1.0,
+    steps: int = 96,
+    size: int | None = None,
+    chunk: int = 32,
+    cache: str | os.PathLike | None = None,
+    progress: bool = True,
+    **render_kw: Any,
+) -> np.ndarray:
+    """Feature inversions of every filled cell's mean activation, ``(size, size, H, W, 3)``
+    uint8 (black where a cell is empty), optimized in batches of ``chunk`` cells with the
+    whitened dot x cosine^power objective. With ``cache`` (a ``.npy`` path), icons are read from
+    it when it matches the grid, and written after rendering, so re-opening costs nothing."""
+    from .featvis import objectives as obj  # noqa: PLC0415
+    from .featvis import render  # noqa: PLC0415
+
+    side = int(size or session.image_size[0])
+    cache_path = Path(cache) if cache is not None else None
+    if cache_path is not None and cache_path.is_file():
+        icons = np.load(cache_path)
+        if icons.shape == (grid.size, grid.size, side, side, 3):
+            return icons
+    icons = np.zeros((grid.size, grid.size, side, side, 3), np.uint8)
+    cells = np.argwhere(grid.filled)
+    white = None if whitening is None else torch.as_tensor(whitening)
+    with tqdm(total=len(cells), desc=f"atlas icons {grid.size}x{grid.size}", unit="icon", disable=not progress) as bar:
+        for start in range(0, len(cells), chunk):
+            part = cells[start : start + chunk]
+            directions = torch.from_numpy(grid.means[part[:, 0], part[:, 1]])
+            objective = obj.direction_cossim(layer, directions, power=power, whitening=white)
+            result = render(session, objective, batch=len(part), steps=steps, size=side, progress=False, **render_kw)
+            icons[part[:, 0], part[:, 1]] = result.images
+            bar.update(len(part))
+            if result.interrupted:
+                return icons  # partial: not cached
+    if cache_path is not None:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache_path, icons)
+    return icons

@@ -124,3 +124,64 @@ def test_normalize_layout_clips_outliers():
     out = normalize_layout(coords, clip=0.02)
     assert out.min() == 0.0 and out.max() == 1.0
     assert np.ptp(out[:98], axis=0).min() > 0.8  # the bulk still spans the square
+
+
+def test_attribution_is_gradient_times_activation(session, folder, tmp_path):
+    from clip_widgets.atlas import attribute_activations
+
+    store = collect_activations(session, sorted(folder.glob("0?.png"))[:4], "blocks.0", tmp_path / "a", per_image=2,
+                                progress=False)  # fmt: skip
+    prompts = ["a red circle", "a blue star", "a cat"]
+    result = attribute_activations(session, store, prompts, batch_size=3, progress=False)
+    assert result.shape == (8, 3)
+    # the same quantity one image and one class at a time, with plain autograd
+    text = session.encode_text(prompts)
+    scale = float(session.model.logit_scale.detach().exp())
+    for row in (0, 5):
+        index, r, c = store.origins[row]
+        pixels = session.preprocess(store.sources[index]["source"])
+        for k in range(3):
+            with session.layers.capture("blocks.0", detach=False) as out:
+                embedding = session.model.visual(pixels)
+            logit = scale * torch.nn.functional.normalize(embedding, dim=-1)[0] @ text[k]
+            (grad,) = torch.autograd.grad(logit, out["blocks.0"])
+            token = 1 + r * 4 + c  # class token first, then a 4 x 4 patch grid
+            expected = float((grad[0, token] * out["blocks.0"][0, token]).sum())
+            assert result[row, k] == pytest.approx(expected, rel=1e-3, abs=1e-5)
+
+
+def test_cell_attribution_and_whitening_by_hand():
+    from clip_widgets.atlas import cell_attribution, whitening_matrix
+
+    coords = np.array([[0.1, 0.1], [0.2, 0.2], [0.9, 0.9]])
+    grid = bin_grid(coords, np.zeros((3, 2), np.float32), size=2)
+    attributions = np.array([[1.0, 0.0], [3.0, -2.0], [0.5, 0.5]], np.float32)
+    cells = cell_attribution(grid, attributions)
+    np.testing.assert_allclose(cells[0, 0], [2.0, -1.0])
+    np.testing.assert_allclose(cells[1, 1], [0.5, 0.5])
+    assert (cells[0, 1] == 0).all()
+
+    data = np.random.default_rng(0).normal(size=(5000, 3)) @ np.array([[2.0, 0, 0], [0.5, 1, 0], [0, 0, 0.2]])
+    inverse = whitening_matrix(data, eps=0.0, chunk=999)
+    np.testing.assert_allclose(inverse, np.linalg.inv(np.cov(data.T, bias=True)), rtol=1e-3)
+
+
+def test_icons_invert_cell_means_and_are_cached(session, tmp_path):
+    from clip_widgets.atlas import atlas_icons
+    from clip_widgets.featvis import evaluate
+    from clip_widgets.featvis import objectives as obj
+
+    rng = np.random.default_rng(0)
+    means = rng.normal(size=(2, 2, 64)).astype(np.float32)
+    grid = bin_grid(np.array([[0.1, 0.1], [0.9, 0.1], [0.1, 0.9]]), means.reshape(4, 64)[:3], size=2)
+    icons = atlas_icons(session, "blocks.1", grid, steps=24, chunk=2, cache=tmp_path / "icons.npy", progress=False)
+    assert icons.shape == (2, 2, 32, 32, 3) and (icons[1, 1] == 0).all()  # the empty cell stays black
+    # each icon scores higher on its own cell's direction than on the other cells' directions
+    filled = np.argwhere(grid.filled)
+    table = np.array([[evaluate(session, obj.direction_cossim("blocks.1", torch.from_numpy(grid.means[r, c])),
+                                icons[r2, c2][None])[0] for (r2, c2) in filled] for (r, c) in filled])  # fmt: skip
+    assert (table.argmax(1) == np.arange(len(filled))).all(), table
+    # one step would give different images: equal ones came from the cache
+    cached = atlas_icons(session, "blocks.1", grid, steps=1, cache=tmp_path / "icons.npy", progress=False)
+    np.testing.assert_array_equal(cached, icons)
+    assert (tmp_path / "icons.npy").is_file()
