@@ -387,3 +387,56 @@ def atlas_icons(
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         np.save(cache_path, icons)
     return icons
+
+
+# -- class views, rendering and tiles ------------------------------------------------------------
+
+
+def class_opacity(cells: np.ndarray, class_index: int, floor: float = 0.1) -> np.ndarray:
+    """``(size, size)`` opacity for a class-filtered atlas: each cell's attribution to the class,
+    positive part over the largest, so cells that push the class show and the rest fade to ``floor``."""
+    values = np.clip(cells[..., class_index], 0, None)
+    top = values.max()
+    return np.where(top > 0, floor + (1 - floor) * values / max(top, 1e-12), floor).astype(np.float32)
+
+
+def class_rows(attributions: np.ndarray, class_index: int) -> np.ndarray:
+    """Indices of the activations attributed most to ``class_index`` (and positively): what a
+    class activation atlas lays out on its own."""
+    best = attributions.argmax(1)
+    return np.flatnonzero((best == class_index) & (attributions[:, class_index] > 0))
+
+
+def render_atlas(icons: np.ndarray, opacity: np.ndarray | None = None, background: int = 255) -> np.ndarray:
+    """The atlas as one ``(size * H, size * W, 3)`` uint8 image: icon (row, col) at its place,
+    blended towards ``background`` by ``opacity``; empty (all-zero) icons are left as background."""
+    size, _, height, width, _ = icons.shape
+    alpha = np.ones((size, size), np.float32) if opacity is None else np.asarray(opacity, np.float32)
+    empty = ~icons.reshape(size, size, -1).any(-1)
+    alpha = np.where(empty, 0.0, alpha)[:, :, None, None, None]
+    blended = icons.astype(np.float32) * alpha + background * (1 - alpha)
+    return np.rint(blended).astype(np.uint8).transpose(0, 2, 1, 3, 4).reshape(size * height, size * width, 3)
+
+
+def save_tile_pyramid(levels: dict[int, np.ndarray], directory: str | os.PathLike, tile_cells: int = 8) -> dict:
+    """Write atlases of several grid sizes (``{grid size: icons}``) as PNG tiles of
+    ``tile_cells`` x ``tile_cells`` icons, ``<directory>/<grid size>/<row>_<col>.png``, with an
+    ``index.json`` describing the levels. Returns the index."""
+    from PIL import Image  # noqa: PLC0415
+
+    root = Path(directory)
+    index = {"tile_cells": tile_cells, "levels": []}
+    for size in sorted(levels):
+        icons = levels[size]
+        picture = render_atlas(icons)
+        icon_px = icons.shape[2]
+        tile_px = tile_cells * icon_px
+        tiles = -(-size // tile_cells)
+        (root / str(size)).mkdir(parents=True, exist_ok=True)
+        for row in range(tiles):
+            for col in range(tiles):
+                tile = picture[row * tile_px : (row + 1) * tile_px, col * tile_px : (col + 1) * tile_px]
+                Image.fromarray(np.ascontiguousarray(tile)).save(root / str(size) / f"{row}_{col}.png")
+        index["levels"].append({"grid": size, "tiles": tiles, "icon_px": icon_px, "path": str(size)})
+    (root / "index.json").write_text(json.dumps(index, indent=2) + "\n")
+    return index

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -185,3 +187,30 @@ def test_icons_invert_cell_means_and_are_cached(session, tmp_path):
     cached = atlas_icons(session, "blocks.1", grid, steps=1, cache=tmp_path / "icons.npy", progress=False)
     np.testing.assert_array_equal(cached, icons)
     assert (tmp_path / "icons.npy").is_file()
+
+
+def test_class_views_render_and_tiles(tmp_path):
+    from PIL import Image
+
+    from clip_widgets.atlas import class_opacity, class_rows, render_atlas, save_tile_pyramid
+
+    cells = np.array([[[2.0, 0.0], [1.0, -1.0]], [[-3.0, 1.0], [0.0, 0.0]]])
+    np.testing.assert_allclose(class_opacity(cells, 0, floor=0.2), [[1.0, 0.6], [0.2, 0.2]])
+    attributions = np.array([[1.0, 0.5], [0.1, 0.9], [-1.0, -2.0], [3.0, 0.0]])
+    np.testing.assert_array_equal(class_rows(attributions, 0), [0, 3])  # row 2 argmax is 0 but negative
+
+    icons = np.zeros((3, 3, 4, 4, 3), np.uint8)
+    icons[0, 1] = 100
+    icons[2, 0] = 200
+    picture = render_atlas(icons, background=255)
+    assert picture.shape == (12, 12, 3)
+    assert (picture[0:4, 4:8] == 100).all() and (picture[8:12, 0:4] == 200).all() and (picture[0:4, 0:4] == 255).all()
+    faded = render_atlas(icons, opacity=np.full((3, 3), 0.5), background=0)
+    assert (faded[0:4, 4:8] == 50).all()
+
+    index = save_tile_pyramid({3: icons, 2: icons[:2, :2]}, tmp_path / "tiles", tile_cells=2)
+    assert [level["grid"] for level in index["levels"]] == [2, 3]
+    assert index["levels"][1]["tiles"] == 2 and len(list((tmp_path / "tiles" / "3").glob("*.png"))) == 4
+    tile = np.asarray(Image.open(tmp_path / "tiles" / "3" / "1_0.png"))
+    np.testing.assert_array_equal(tile, picture[8:12, 0:8])  # the last row of tiles is cut at the edge
+    assert json.loads((tmp_path / "tiles" / "index.json").read_text()) == index
