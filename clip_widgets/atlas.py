@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -73,6 +73,18 @@ class ActivationStore:
 
     def __len__(self) -> int:
         return self.rows
+
+    def image_source(self, index: int, images: Sequence[Any] | None = None) -> Any:
+        """What to load for image ``index``: its file, or ``images[index]`` for in-memory items."""
+        entry = self.sources[index]
+        if not entry.get("in_memory"):
+            return entry["source"]
+        if images is None:
+            raise ClipWidgetsError(
+                f"image {entry['source']} was collected from an in-memory iterable; pass images= "
+                "(the same sequence) to read it again, or collect from files"
+            )
+        return images[index]
 
 
 def _sample_positions(index: int, seed: int, count: int, positions: int) -> np.ndarray:
@@ -153,7 +165,8 @@ def collect_activations(
                 try:
                     images.append(load_image(source))
                     indices.append(index)
-                    lines.append({"source": name})
+                    in_memory = not isinstance(source, (str, os.PathLike))
+                    lines.append({"source": name, "in_memory": True} if in_memory else {"source": name})
                 except ImageLoadError as e:
                     warnings.warn(f"skipping unreadable image: {e}", UserWarning, stacklevel=2)
                     lines.append({"source": name, "error": e.reason})
@@ -272,13 +285,15 @@ def attribute_activations(
     prompts: list[str],
     *,
     templates: list[str] | None = None,
+    images: Sequence[Any] | None = None,
     batch_size: int = 16,
     progress: bool = True,
 ) -> np.ndarray:
     """``(rows, classes)``: for each collected activation, how it moves each class's zero-shot
     logit: the gradient of the logit with respect to the layer's output at that position, times
     the activation there, summed over channels (gradient x activation). Classes are text prompts.
-    Images are re-read from their sources (collections from files).
+    Images are re-read from their files; for a collection from an in-memory iterable, pass the
+    same sequence as ``images``.
 
     In a ViT, the patch tokens of the last two blocks reach the class token only through the next
     block's layer norm, which ignores a token's scale; their gradient is orthogonal to their
@@ -291,12 +306,12 @@ def attribute_activations(
     for row, (index, _, _) in enumerate(origins):
         by_image.setdefault(int(index), []).append(row)
     result = np.zeros((len(origins), len(prompts)), np.float32)
-    images = list(by_image)
+    indices = list(by_image)
     classes = torch.eye(len(prompts), device=session.device)
-    with tqdm(total=len(images), desc="attribution", unit="img", disable=not progress) as bar:
-        for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            pixels = session.preprocess([store.sources[i]["source"] for i in chunk])
+    with tqdm(total=len(indices), desc="attribution", unit="img", disable=not progress) as bar:
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start : start + batch_size]
+            pixels = session.preprocess([store.image_source(i, images) for i in chunk])
             captured, embedding = session.layers.forward(pixels, layer, detach=False, need_output=True)
             logits = scale * torch.nn.functional.normalize(embedding.float(), dim=-1) @ text.T  # (B, C)
             acts = captured[layer]

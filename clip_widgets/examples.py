@@ -277,7 +277,8 @@ def collect_examples(
                 try:
                     images.append(load_image(source))
                     indices.append(index)
-                    lines.append({"source": name} if name != f"<item {index}>" else {"source": name, "in_memory": True})
+                    in_memory = not isinstance(source, (str, os.PathLike))
+                    lines.append({"source": name, "in_memory": True} if in_memory else {"source": name})
                 except ImageLoadError as e:
                     warnings.warn(f"skipping unreadable image: {e}", UserWarning, stacklevel=2)
                     lines.append({"source": name, "error": e.reason})

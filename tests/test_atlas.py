@@ -152,6 +152,16 @@ def test_attribution_is_gradient_times_activation(session, folder, tmp_path):
             assert result[row, k] == pytest.approx(expected, rel=1e-3, abs=1e-5)
 
 
+def test_attribution_of_in_memory_collections_needs_the_images(session, tmp_path):
+    from clip_widgets.atlas import attribute_activations
+
+    scenes = [draw_scene(i).image for i in range(3)]
+    store = collect_activations(session, scenes, "blocks.0", tmp_path / "m", progress=False)
+    with pytest.raises(ClipWidgetsError, match="pass images="):
+        attribute_activations(session, store, ["a cat"], progress=False)
+    assert attribute_activations(session, store, ["a cat"], images=scenes, progress=False).shape == (3, 1)
+
+
 def test_cell_attribution_and_whitening_by_hand():
     from clip_widgets.atlas import cell_attribution, whitening_matrix
 

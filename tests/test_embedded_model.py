@@ -1,0 +1,177 @@
+"""The embedded default model shows real, checkable behaviour on the shapes world.
+
+Each test asserts something a broken pipeline (wrong weights, wrong normalization, a shuffled
+tokenizer, maps flipped or transposed) would fail, with margins far from chance but below what
+the shipped model measures (see ``bench/eval_world.py`` and the README), never exact floats.
+Scenes come from seeds the training never draws (it uses small step-derived seeds).
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from clip_widgets import ModelSession, surgery_maps
+from clip_widgets.surgery import whole_image_pixels
+from clip_widgets.world import CLASSES, COLOURS, SHAPES, class_prompt, draw_scene
+
+SEED = 3 * 10**9
+CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train.tar.gz"
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+@pytest.fixture(scope="module")
+def session() -> ModelSession:
+    return ModelSession.default(device="cpu")
+
+
+def image_features(session: ModelSession, images) -> torch.Tensor:
+    return session.encode_image(torch.cat([whole_image_pixels(session, image) for image in images]))
+
+
+def test_default_is_the_embedded_vit_with_its_metrics(session):
+    assert session.name == "world-vit"
+    assert "world-vit" in ModelSession.embedded_models()
+    assert session.architecture == "ViT"
+    assert session.image_size == (64, 64)
+    assert session.metrics["class_accuracy"] >= 0.9  # what training measured when it exported
+
+
+def test_zero_shot_over_the_thirty_classes(session):
+    truth = [CLASSES[k % len(CLASSES)] for k in range(120)]
+    images = [draw_scene(SEED + k, spec=[tuple(t.split())], word_probability=0.0).image for k, t in enumerate(truth)]
+    text = session.encode_text([class_prompt(c) for c in CLASSES])
+    predicted = [CLASSES[i] for i in (image_features(session, images) @ text.T).argmax(-1).tolist()]
+    accuracy = np.mean([p == t for p, t in zip(predicted, truth, strict=True)])
+    colour = np.mean([p.split()[0] == t.split()[0] for p, t in zip(predicted, truth, strict=True)])
+    assert accuracy > 0.8, accuracy  # chance is 1/30
+    assert colour > 0.95, colour
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_colour_prompt_prefers_scenes_of_that_colour(session, shape):
+    # the same seed draws the same background and place; only the colour changes
+    scenes = {colour: draw_scene(SEED + 500, spec=[(colour, shape)], word_probability=0.0) for colour in COLOURS}
+    features = image_features(session, [s.image for s in scenes.values()])
+    text = session.encode_text([class_prompt(f"{colour} {shape}") for colour in COLOURS])
+    scores = text @ features.T  # (prompt colour, scene colour)
+    # "a red <shape>" scores the red scene above every other colour's scene, for every colour
+    assert (scores.argmax(dim=1) == torch.arange(len(COLOURS))).all(), scores
+
+
+def test_a_shape_prompt_prefers_scenes_of_that_shape(session):
+    hits = []
+    for k, colour in enumerate(COLOURS):
+        scenes = [draw_scene(SEED + 600 + k, spec=[(colour, shape)], word_probability=0.0) for shape in SHAPES]
+        text = session.encode_text([class_prompt(f"{colour} {shape}") for shape in SHAPES])
+        scores = text @ image_features(session, [s.image for s in scenes]).T
+        hits += (scores.argmax(dim=1) == torch.arange(len(SHAPES))).tolist()
+    assert np.mean(hits) > 0.75, np.mean(hits)  # chance is 1/5
+
+
+def test_surgery_maps_point_inside_the_named_object(session):
+    hits, chance = {"surgery": [], "raw": []}, []
+    for k in range(24):
+        scene = draw_scene(SEED + 1000 + k, objects=(2, 3), word_probability=0.0)
+        result = surgery_maps(session, scene.image, list(CLASSES))
+        for obj in scene.objects:
+            if obj.mask.sum() < 20:
+                continue
+            chance.append(obj.mask.mean())
+            for method, maps in (("surgery", result.surgery), ("raw", result.raw)):
+                heat = maps[CLASSES.index(obj.label)]
+                hits[method].append(bool(obj.mask.flat[int(heat.argmax())]))
+    surgery, raw = np.mean(hits["surgery"]), np.mean(hits["raw"])
+    assert len(chance) > 30
+    # a random point lands in the object about 6% of the time; transposed or shuffled maps stay near that
+    assert surgery > 0.5 > 5 * np.mean(chance), (surgery, np.mean(chance))
+    assert surgery >= raw - 0.1, (surgery, raw)
+
+
+def test_a_written_word_pulls_the_prediction_towards_it(session):
+    # the typographic effect: writing a shape's name into a scene moves its scores towards that shape
+    shifts = []
+    text = session.encode_text([class_prompt(c) for c in CLASSES])
+    for k in range(30):
+        colour, shape = CLASSES[k % len(CLASSES)].split()
+        word = SHAPES[(SHAPES.index(shape) + 1 + k % 4) % len(SHAPES)]
+        clean = draw_scene(SEED + 2000 + k, spec=[(colour, shape)], word_probability=0.0).image
+        attacked = draw_scene(SEED + 2000 + k, spec=[(colour, shape)], word=word).image
+        scores = image_features(session, [clean, attacked]) @ text.T
+        towards, own = CLASSES.index(f"{colour} {word}"), CLASSES.index(f"{colour} {shape}")
+        shifts.append(float((scores[1, towards] - scores[1, own]) - (scores[0, towards] - scores[0, own])))
+    assert np.mean(np.array(shifts) > 0) > 0.7, shifts
+
+
+def held_out_cifar(per_class: int) -> tuple[list, list[int]]:
+    """The first ``per_class`` photos of each class from the held-out part (files 4500-4999)."""
+    from PIL import Image
+
+    images, labels = [], []
+    counts = dict.fromkeys(CIFAR_CLASSES, 0)
+    with tarfile.open(CIFAR) as archive:
+        for member in archive:
+            parts = member.name.split("/")
+            if not member.isfile() or len(parts) != 3 or parts[1] not in counts:
+                continue
+            if int(Path(parts[2]).stem) < 4500 or counts[parts[1]] >= per_class:
+                continue
+            counts[parts[1]] += 1
+            images.append(Image.open(io.BytesIO(archive.extractfile(member).read())).convert("RGB"))
+            labels.append(CIFAR_CLASSES.index(parts[1]))
+    return images, labels
+
+
+@pytest.mark.skipif(not CIFAR.is_file(), reason=f"CIFAR-10 archive not found at {CIFAR}")
+def test_zero_shot_on_held_out_cifar_photos(session):
+    images, labels = held_out_cifar(per_class=30)
+    assert len(images) == 300
+    text = session.encode_text([f"a photo of a {name}" for name in CIFAR_CLASSES])
+    predicted = (image_features(session, images) @ text.T).argmax(-1)
+    accuracy = float((predicted == torch.tensor(labels)).float().mean())
+    assert accuracy > 0.35, accuracy  # chance is 0.1
+
+
+def test_feature_visualization_raises_units_above_noise_and_real_scenes(session):
+    from clip_widgets.featvis import evaluate, render
+    from clip_widgets.featvis import objectives as obj
+
+    units = [0, 1, 2, 3]
+    result = render(session, obj.channel("blocks.4", units), batch=4, steps=64, progress=False)
+    scenes = np.stack([np.asarray(draw_scene(SEED + 3000 + k).image) for k in range(32)])
+    noise = torch.rand(32, 3, 64, 64)
+    for unit, image in zip(units, result.images, strict=True):
+        objective = obj.channel("blocks.4", unit)
+        achieved = evaluate(session, objective, image[None])[0]
+        on_noise, on_scenes = evaluate(session, objective, noise), evaluate(session, objective, scenes)
+        assert achieved > on_noise.max() + 1.0, (unit, achieved, on_noise.max())
+        assert achieved > np.quantile(on_scenes, 0.9), (unit, achieved, np.quantile(on_scenes, 0.9))
+    # an image optimized for a class prompt is classified as that colour by the same model
+    for colour in ("red", "blue"):
+        made = render(session, obj.text_objective(session, class_prompt(f"{colour} star")), steps=48, progress=False)
+        text = session.encode_text([class_prompt(c) for c in CLASSES])
+        predicted = CLASSES[int((image_features(session, [Image.fromarray(made.images[0])]) @ text.T).argmax())]
+        assert predicted.startswith(colour), predicted
+
+
+def test_atlas_attribution_points_to_the_class_of_the_images(session, tmp_path):
+    from clip_widgets.atlas import attribute_activations, collect_activations
+
+    classes = ["red circle", "blue star"]
+    for k in range(16):
+        colour, shape = classes[k % 2].split()
+        draw_scene(SEED + 4000 + k, spec=[(colour, shape)], word_probability=0.0).image.save(tmp_path / f"{k:02d}.png")
+    # blocks.3: later patch tokens reach the class token only through layer norms, which are
+    # blind to a token's scale, so gradient x activation is zero there (see attribute_activations)
+    store = collect_activations(session, tmp_path, "blocks.3", tmp_path / "acts", per_image=4, progress=False)
+    attributions = attribute_activations(session, store, [class_prompt(c) for c in classes], progress=False)
+    own = np.array([int(store.origins[row, 0]) % 2 for row in range(len(store))])  # the class of each row's image
+    # an activation moves its own image's class logit up more than the other class's
+    preference = attributions[:, 0] - attributions[:, 1]
+    assert preference[own == 0].mean() > 0 > preference[own == 1].mean(), preference
