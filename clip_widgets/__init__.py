@@ -23,6 +23,9 @@ _EXPORTS = {
     "threshold_map": "surgery",
     "SurgeryWidget": "widgets",
     "NeuronExplorer": "widgets",
+    "AtlasWidget": "widgets",
+    "build_atlas": "atlas",
+    "Atlas": "atlas",
     "collect_examples": "examples",
     "ExampleStore": "examples",
 }

@@ -14,6 +14,7 @@ The pipeline, each step plain Python over arrays:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -455,3 +456,107 @@ def save_tile_pyramid(levels: dict[int, np.ndarray], directory: str | os.PathLik
         index["levels"].append({"grid": size, "tiles": tiles, "icon_px": icon_px, "path": str(size)})
     (root / "index.json").write_text(json.dumps(index, indent=2) + "\n")
     return index
+
+
+# -- the whole pipeline --------------------------------------------------------------------------
+
+
+@dataclass
+class Atlas:
+    """An activation atlas at several grid sizes, what :class:`~clip_widgets.widgets.AtlasWidget`
+    shows: the store, the layout (``coords``, (N, 2) in [0, 1]), and per grid size its
+    :class:`AtlasGrid`, icons ``(size, size, H, W, 3)`` and, when ``classes`` were given, the
+    cells' mean attribution to each class ``(size, size, classes)``."""
+
+    store: ActivationStore
+    coords: np.ndarray
+    grids: dict[int, AtlasGrid]
+    icons: dict[int, np.ndarray]
+    classes: list[str]
+    attributions: np.ndarray | None
+    cells: dict[int, np.ndarray]
+
+    @property
+    def layer(self) -> str:
+        return str(self.store.meta["layer"])
+
+    @property
+    def sizes(self) -> list[int]:
+        return sorted(self.grids)
+
+    def grid(self, size: int) -> AtlasGrid:
+        if size not in self.grids:
+            raise KeyError(f"no grid of size {size}; this atlas has {self.sizes}")
+        return self.grids[size]
+
+    def cell_classes(self, size: int, row: int, col: int, top: int = 5) -> list[tuple[str, float]]:
+        """The classes a cell pushes most, best first: ``[(class, mean attribution), ...]``."""
+        if size not in self.cells:
+            return []
+        scores = self.cells[size][row, col]
+        order = np.argsort(-scores)[:top]
+        return [(self.classes[i], float(scores[i])) for i in order]
+
+    def opacity(self, size: int, class_name: str | None) -> np.ndarray | None:
+        """Per-cell opacity for a class-filtered view (None: no filter)."""
+        if not class_name:
+            return None
+        if class_name not in self.classes:
+            raise KeyError(f"unknown class {class_name!r}; this atlas has {self.classes}")
+        return class_opacity(self.cells[size], self.classes.index(class_name))
+
+
+def build_atlas(
+    session: Any,
+    store: ActivationStore | str | os.PathLike,
+    *,
+    sizes: Sequence[int] = (8, 16, 32),
+    min_count: int = 3,
+    classes: Sequence[str] = (),
+    prompts: Sequence[str] | None = None,
+    templates: list[str] | None = None,
+    images: Sequence[Any] | None = None,
+    icon_steps: int = 64,
+    icon_px: int | None = None,
+    cache: str | os.PathLike | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> Atlas:
+    """Layout, grids, icons and (with ``classes``) attribution for a collected store, each step
+    cached under ``cache`` (default: ``<store>/atlas``) so re-opening an atlas costs nothing.
+    ``prompts`` are the texts scored for ``classes`` (default: the class names themselves)."""
+    store = store if isinstance(store, ActivationStore) else ActivationStore(store)
+    if len(store) < 4:
+        raise ClipWidgetsError(f"the store at {store.path} holds {len(store)} activations; an atlas needs more")
+    root = Path(cache) if cache is not None else store.path / "atlas"
+    root.mkdir(parents=True, exist_ok=True)
+    layer = str(store.meta["layer"])
+    coords_path = root / f"layout_{len(store)}_{seed}.npy"
+    if coords_path.is_file():
+        coords = np.load(coords_path)
+    else:
+        coords = layout(store.activations, seed=seed)
+        np.save(coords_path, coords)
+    grids = {int(size): bin_grid(coords, store.activations, int(size), min_count=min_count) for size in sizes}
+    whitening = whitening_matrix(store.activations)
+    icons = {
+        size: atlas_icons(session, layer, grid, whitening=whitening, steps=icon_steps, size=icon_px, seed=seed,
+                          cache=root / f"icons_{size}_{min_count}_{icon_steps}_{len(store)}.npy", progress=progress)
+        for size, grid in grids.items()
+    }  # fmt: skip
+    classes = list(classes)
+    attributions, cells = None, {}
+    if classes:
+        texts = list(prompts) if prompts is not None else classes
+        if len(texts) != len(classes):
+            raise ValueError(f"{len(classes)} classes but {len(texts)} prompts")
+        key = json.dumps({"prompts": texts, "templates": templates, "rows": len(store)}, sort_keys=True)
+        attr_path = root / f"attributions_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
+        if attr_path.is_file() and str(np.load(attr_path)["key"]) == key:
+            attributions = np.load(attr_path)["values"]
+        else:
+            attributions = attribute_activations(session, store, texts, templates=templates, images=images,
+                                                 progress=progress)  # fmt: skip
+            np.savez(attr_path, values=attributions, key=np.array(key))
+        cells = {size: cell_attribution(grid, attributions) for size, grid in grids.items()}
+    return Atlas(store, coords, grids, icons, classes, attributions, cells)

@@ -1,6 +1,7 @@
 """Notebook widgets: thin views over the compute modules."""
 
+from .atlas import AtlasWidget
 from .neuron import NeuronExplorer
 from .surgery import SurgeryWidget
 
-__all__ = ["NeuronExplorer", "SurgeryWidget"]
+__all__ = ["AtlasWidget", "NeuronExplorer", "SurgeryWidget"]

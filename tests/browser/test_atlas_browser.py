@@ -1,0 +1,109 @@
+"""AtlasWidget in a real JupyterLab, rendered by headless Chromium: zoom, tiles, hover, click."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .harness import LabNotebook
+
+pytestmark = pytest.mark.browser
+
+HOSTILE_CLASS = '<img src=x onerror="window.__injected = 1">'
+CELLS = [
+    # 0: a small atlas over a few scenes, four levels
+    "import json, tempfile\n"
+    "from clip_widgets import AtlasWidget, ModelSession, build_atlas\n"
+    "from clip_widgets.atlas import collect_activations\n"
+    "from clip_widgets.world import draw_scene\n"
+    "session = ModelSession.load('tiny-vit')\n"
+    "root = tempfile.mkdtemp()\n"
+    "for i in range(40):\n"
+    "    draw_scene(i, size=48).image.save(f'{root}/{i:02d}.png')\n"
+    "store = collect_activations(session, root, 'blocks.0', root + '/acts', per_image=8, progress=False)\n"
+    f"classes = ['a red circle', {HOSTILE_CLASS!r}]\n"
+    "atlas = build_atlas(session, store, sizes=(4, 8, 16, 32), min_count=1, classes=classes, icon_steps=4,\n"
+    "                    progress=False)\n"
+    "w = AtlasWidget(atlas, session=session, tile_cells=4, icon_px=16)\n"
+    "display(w)",
+    # 1: what Python holds after zooming in the browser
+    "print(json.dumps({'view': w.view, 'level': w.level}))",
+    # 2: after a click
+    "print(json.dumps({'selected': w.selected, 'sources': len(w.selected_sources)}))",
+    # 3: set from Python: the browser follows
+    "w.zoom_to(0.0625, 0.0625, 8.0)",
+]
+
+ALL_LOADED = "() => { const c = document.querySelector('.cw-atlas canvas.cw-atlas-canvas');" \
+             " return c.dataset.loaded === c.dataset.tiles; }"
+CANVAS_STATS = """canvas => {
+  const {data} = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+  let opaque = 0, min = 255, max = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    if (data[i + 3] === 0) continue;
+    opaque++; const v = (data[i] + data[i + 1] + data[i + 2]) / 3; min = Math.min(min, v); max = Math.max(max, v);
+  }
+  return {opaque: opaque / (data.length / 4), spread: max - min, tiles: Number(canvas.dataset.tiles)};
+}"""
+
+
+def test_atlas_widget_in_jupyterlab(page, lab_server):
+    notebook = LabNotebook(page, lab_server, "atlas_widget", CELLS, timeout=180)
+    notebook.run_next()
+    widget = page.locator(".cw-atlas").first
+    widget.wait_for(state="visible", timeout=60_000)
+    canvas = widget.locator("canvas.cw-atlas-canvas")
+    # At zoom 1, the finest level whose cells are 40 px or more on the 512 px view: 8 x 8 cells in
+    # four tiles of 4 x 4, drawn with real icon pixels.
+    page.wait_for_function(
+        "() => { const c = document.querySelector('.cw-atlas canvas.cw-atlas-canvas');"
+        " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        " for (let i = 3; i < d.length; i += 4) if (d[i]) return true; return false; }",
+        timeout=30_000,
+    )
+    assert widget.get_attribute("data-level") == "8"
+    start = canvas.evaluate(CANVAS_STATS)
+    assert start["tiles"] == 4 and start["opaque"] > 0.3 and start["spread"] > 20, start
+
+    # Zoom in with the keyboard, then the wheel: a finer level, and only the tiles in view.
+    widget.focus()
+    page.keyboard.press("+")
+    page.wait_for_function("() => document.querySelector('.cw-atlas').dataset.level === '16'")
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + 60, box["y"] + 60)
+    page.mouse.wheel(0, -470)  # exp(0.0015 * 470) ~ 2x
+    page.wait_for_function("() => document.querySelector('.cw-atlas').dataset.level === '32'")
+    zoomed = canvas.evaluate(CANVAS_STATS)
+    assert zoomed["tiles"] <= 9, zoomed  # 64 tiles make the whole 32 x 32 grid; a quarter of it is in view
+    page.wait_for_function(ALL_LOADED, timeout=30_000)  # the tiles in view arrive from Python
+    page.wait_for_timeout(400)  # the view reaches Python after a debounce
+    state = json.loads(notebook.run_next().splitlines()[0])
+    assert state["level"] == 32 and state["view"]["zoom"] > 3.5, state
+    assert state["view"]["x"] < 0.5 and state["view"]["y"] < 0.5, state  # zoomed towards the top-left pointer
+
+    # Hover: the cell's count and classes as text (a class name is never parsed as HTML).
+    page.mouse.move(box["x"] + 200, box["y"] + 200)
+    page.wait_for_function("() => document.querySelector('.cw-atlas .cw-cell-title')?.textContent.includes('of 32')")
+    card = widget.locator(".cw-cell-card")
+    names = card.locator(".cw-class-name").all_inner_texts()
+    assert sorted(names) == sorted(["a red circle", HOSTILE_CLASS]), names
+    assert card.locator("img").count() == 0 and page.evaluate("() => window.__injected") is None
+    count_text = card.locator(".cw-cell-count").inner_text()
+    page.wait_for_function("() => document.querySelectorAll('.cw-atlas .cw-patch').length > 0 ||"
+                           " document.querySelector('.cw-atlas .cw-cell-count')?.textContent.startsWith('0')")
+    assert "activation" in count_text
+
+    # Click: the selection reaches Python, with the cell's sources.
+    page.mouse.click(box["x"] + 200, box["y"] + 200)
+    page.wait_for_timeout(300)
+    picked = json.loads(notebook.run_next().splitlines()[0])
+    assert picked["selected"][0] == 32 and len(picked["selected"]) == 3, picked
+
+    # A view set from Python moves the browser's view: the finest level, one tile, top-left.
+    notebook.run_next()
+    page.wait_for_function("() => document.querySelector('.cw-atlas .cw-level').textContent.includes('8.00')")
+    assert widget.get_attribute("data-level") == "32"
+    page.wait_for_function(ALL_LOADED, timeout=30_000)
+    assert canvas.evaluate(CANVAS_STATS)["tiles"] == 1
+    assert not [e for e in page.console_errors if "cw-" in e or "atlas" in e.lower()], page.console_errors
