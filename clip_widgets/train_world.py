@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .world import CLASSES, class_prompt, draw_scene
+from .world import CLASSES, COLOURS, SHAPES, Scene, class_prompt, draw_scene
 
 WORLD_CONFIG = {
     "embed_dim": 128,
@@ -82,8 +82,32 @@ def to_pixels(images: list[np.ndarray] | np.ndarray, size: int = 64) -> torch.Te
     return (x - mean) / std
 
 
+OBJECT_COUNTS = (1, 2, 3)
+OBJECT_COUNT_ODDS = (0.6, 0.25, 0.15)
+SHAPE_EDIT_ODDS = 0.8  # a twin differs in one object's shape, else in its colour
+
+
+def draw_twins(rng: np.random.Generator) -> tuple[Scene, Scene]:
+    """Two scenes that differ in one object's shape or colour and in nothing else (same seed, so
+    same background, sizes, places and word): a hard negative for each other in the batch, so the
+    loss cannot be lowered by colour alone."""
+    count = int(rng.choice(OBJECT_COUNTS, p=OBJECT_COUNT_ODDS))
+    spec = [(str(rng.choice(list(COLOURS))), str(rng.choice(SHAPES))) for _ in range(count)]
+    edited = list(spec)
+    index = int(rng.integers(count))
+    colour, shape = spec[index]
+    if rng.random() < SHAPE_EDIT_ODDS:
+        shape = str(rng.choice([s for s in SHAPES if s != shape]))
+    else:
+        colour = str(rng.choice([c for c in COLOURS if c != colour]))
+    edited[index] = (colour, shape)
+    seed = int(rng.integers(2**62))
+    return draw_scene(seed, spec=spec), draw_scene(seed, spec=edited)
+
+
 class Batches(torch.utils.data.IterableDataset):
-    """Batches for steps ``start``.. as (pixels, captions); batch ``k`` depends only on (seed, k)."""
+    """Batches for steps ``start``.. as (pixels, captions); batch ``k`` depends only on (seed, k).
+    Scenes come in twins (:func:`draw_twins`); with ``cifar``, a quarter of each batch is photos."""
 
     def __init__(self, start: int, batch_size: int, seed: int, cifar: tuple[np.ndarray, np.ndarray] | None):
         self.start, self.batch_size, self.seed, self.cifar = start, batch_size, seed, cifar
@@ -94,10 +118,10 @@ class Batches(torch.utils.data.IterableDataset):
             rng = np.random.default_rng([self.seed, step])
             photos = self.batch_size // 4 if self.cifar is not None else 0
             images, captions = [], []
-            for _ in range(self.batch_size - photos):
-                scene = draw_scene(rng)
-                images.append(np.asarray(scene.image))
-                captions.append(scene.caption)
+            while len(images) < self.batch_size - photos:
+                for scene in draw_twins(rng)[: self.batch_size - photos - len(images)]:
+                    images.append(np.asarray(scene.image))
+                    captions.append(scene.caption)
             if photos:
                 x, y = self.cifar
                 picks = rng.integers(0, len(x), photos)
@@ -111,9 +135,16 @@ class Batches(torch.utils.data.IterableDataset):
             step += 1
 
 
-def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+def clip_loss(
+    image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor, captions: list[str]
+) -> torch.Tensor:
+    """Symmetric InfoNCE where every pair with the same caption counts as a match: a batch holds
+    many "a photo of a cat" and "a red circle", and pushing those apart would teach noise."""
     logits = logit_scale * F.normalize(image_features, dim=-1) @ F.normalize(text_features, dim=-1).T
-    targets = torch.arange(len(logits))
+    ids = {caption: k for k, caption in enumerate(dict.fromkeys(captions))}
+    caption_ids = torch.tensor([ids[c] for c in captions])
+    same = (caption_ids[:, None] == caption_ids[None, :]).float()
+    targets = same / same.sum(1, keepdim=True)
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
 
@@ -232,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
                 group["lr"] = lr_at(step)
             image_features = model.encode_image(pixels)
             text_features = model.encode_text(tokenizer(captions))
-            loss = clip_loss(image_features, text_features, model.logit_scale.exp())
+            loss = clip_loss(image_features, text_features, model.logit_scale.exp(), captions)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

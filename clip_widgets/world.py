@@ -178,7 +178,10 @@ def draw_scene(
             center = (rng.uniform(radius, size - radius), rng.uniform(radius, size - radius))
             if all(math.dist(center, o.center) > 0.9 * (radius + o.radius) for o in placed):
                 break
-        polygon = shape_polygon(shape, center, radius, rng.uniform(0, 2 * math.pi) if shape != "circle" else 0.0)
+        # the angle is drawn for circles too, so scenes that differ only in one object's shape or
+        # colour (same seed, edited spec) share background, sizes, places and word
+        angle = rng.uniform(0, 2 * math.pi)
+        polygon = shape_polygon(shape, center, radius, angle if shape != "circle" else 0.0)
         fill = tuple(int(np.clip(c + rng.normal(0, 10), 0, 255)) for c in COLOURS[colour])
         draw.polygon(polygon, fill=fill)
         mask_image = Image.new("L", (size, size))
