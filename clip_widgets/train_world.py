@@ -7,7 +7,7 @@ Contrastive training (symmetric InfoNCE) on scenes drawn on the fly from
 a resumed run sees exactly the batches it would have seen. With ``--cifar``, a quarter of each
 batch is CIFAR-10 training photos captioned "a photo of a <class>"; the last 500 photos of
 each class are held out for evaluation. A checkpoint (model, optimizer, step) is written every
-``--save-every`` steps and on Ctrl-C; run the same command again to resume. ``--export`` writes
+``--save-every`` steps and on Ctrl-C or SIGTERM; run the same command again to resume. ``--export`` writes
 the float16 safetensors and config that ship in ``clip_widgets/models/``.
 """
 
@@ -17,6 +17,7 @@ import argparse
 import io
 import json
 import math
+import signal
 import tarfile
 import time
 from collections.abc import Iterator
@@ -251,6 +252,16 @@ def main(argv: list[str] | None = None) -> None:
     loader = torch.utils.data.DataLoader(
         Batches(step, args.batch_size, args.seed, cifar), batch_size=None, num_workers=1, prefetch_factor=4
     )
+    # Ctrl-C and `kill` stop the run between steps, so the checkpoint matches the log; a second
+    # Ctrl-C stops at once. (Background jobs ignore SIGINT; SIGTERM still saves.)
+    stop_requested: list[int] = []
+
+    def stop(signum, frame):
+        if stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop_requested.append(signum)
+
+    previous_handlers = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     log = (args.out / "log.jsonl").open("a")
     model.train()
     progress = tqdm(total=args.steps, initial=step, desc="training", unit="step")
@@ -259,6 +270,8 @@ def main(argv: list[str] | None = None) -> None:
         for pixels, captions in loader:
             if step >= args.steps:
                 break
+            if stop_requested:
+                raise KeyboardInterrupt
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
             image_features = model.encode_image(pixels)
@@ -287,6 +300,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         save()
         progress.close()
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
     if args.export is not None and step >= args.steps:
         metrics = evaluate(model, tokenizer, scenes=args.export_scenes, cifar_test=cifar_test)
         export(model, args.export, {**metrics, "steps": step})

@@ -59,3 +59,28 @@ def test_export_round_trip(tmp_path):
     with torch.no_grad():
         expected = torch.nn.functional.normalize(model.half().float().encode_image(pixels), dim=-1)
     torch.testing.assert_close(session.encode_image(pixels), expected, atol=1e-4, rtol=0)
+
+
+def test_sigterm_saves_a_checkpoint_that_the_next_run_resumes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--batch-size", "4", "--save-every", "100000", "--eval-every", "100000", "--warmup", "1"]
+    process = subprocess.Popen([sys.executable, "-m", "clip_widgets.train_world", *args, "--steps", "100000"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    log = out / "log.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
+        assert process.poll() is None, process.stderr.read().decode()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    logged = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    # no periodic save was due: the checkpoint comes from the SIGTERM, at the last logged step
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == logged[-1] >= 3
+    main([*args, "--steps", str(logged[-1] + 1)])
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert steps == list(range(1, logged[-1] + 2))
