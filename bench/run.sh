@@ -7,3 +7,4 @@ PY=${PY:-.venv/bin/python}
 "$PY" bench/bench_surgery.py --model ViT-B-16 "$@"
 "$PY" bench/bench_surgery.py --model RN50 "$@"
 "$PY" bench/bench_featvis.py "$@"
+"$PY" bench/bench_atlas.py "$@"

@@ -48,6 +48,30 @@ nb.cells = [
         "Image.fromarray(atlas.render_atlas(icons, opacity=atlas.class_opacity(cells, classes.index('red star'))))"
     ),
     code("index = atlas.save_tile_pyramid({8: icons}, work / 'tiles', tile_cells=4)\nindex"),
+    md(
+        "## Explore it in the widget\n\n"
+        "`build_atlas` runs the steps above at several grid sizes and caches each one, so opening the "
+        "atlas again costs nothing. In the widget: the wheel, a drag, a double-click, `+` / `-` and the arrow "
+        "keys zoom and pan, and zooming in shows the finer grids' icons; hovering a cell shows the classes it "
+        "pushes, how many activations it holds and where they came from; a click selects it. Type a class in "
+        "the filter box to fade the cells that do not push it."
+    ),
+    code(
+        "import numpy as np\n\n"
+        "from clip_widgets import AtlasWidget, build_atlas\n\n"
+        "full = build_atlas(session, store, sizes=(4, 8, 16), min_count=2, classes=classes, prompts=prompts,\n"
+        "                   icon_steps=48, progress=False)\n"
+        "widget = AtlasWidget(full, session=session, tile_cells=4, class_filter='red star')\n"
+        "widget"
+    ),
+    md("The view and the selection are traits: set them from Python, or read back what was picked."),
+    code(
+        "widget.zoom_to(0.5, 0.5, 2.0)\n"
+        "row, col = (int(v) for v in np.argwhere(full.grid(8).filled)[0])  # the first filled cell\n"
+        "widget.selected = [8, row, col]\n"
+        "widget.selected_direction.shape, widget.selected_sources[:3]"
+    ),
 ]
+nb.metadata["clip_widgets"] = {"expects_widget": True}
 nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
 nbf.write(nb, Path(__file__).resolve().parents[1] / "notebooks" / "activation_atlas.ipynb")
