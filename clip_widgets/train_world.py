@@ -197,6 +197,13 @@ def export(model: torch.nn.Module, directory: Path, metrics: dict | None = None)
     (directory / "open_clip_config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
+def _leave_signals_to_the_main_process(_worker_id: int) -> None:
+    # Ctrl-C and `pkill` reach the data worker too; it must outlive them until the main process
+    # has finished its step and saved, then it is shut down with the loader.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, log)")
@@ -250,7 +257,8 @@ def main(argv: list[str] | None = None) -> None:
         return args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     loader = torch.utils.data.DataLoader(
-        Batches(step, args.batch_size, args.seed, cifar), batch_size=None, num_workers=1, prefetch_factor=4
+        Batches(step, args.batch_size, args.seed, cifar), batch_size=None, num_workers=1, prefetch_factor=4,
+        worker_init_fn=_leave_signals_to_the_main_process,
     )
     # Ctrl-C and `kill` stop the run between steps, so the checkpoint matches the log; a second
     # Ctrl-C stops at once. (Background jobs ignore SIGINT; SIGTERM still saves.)

@@ -62,6 +62,7 @@ def test_export_round_trip(tmp_path):
 
 
 def test_sigterm_saves_a_checkpoint_that_the_next_run_resumes(tmp_path):
+    import os
     import signal
     import subprocess
     import sys
@@ -70,14 +71,15 @@ def test_sigterm_saves_a_checkpoint_that_the_next_run_resumes(tmp_path):
     out = tmp_path / "run"
     args = ["--out", str(out), "--batch-size", "4", "--save-every", "100000", "--eval-every", "100000", "--warmup", "1"]
     process = subprocess.Popen([sys.executable, "-m", "clip_widgets.train_world", *args, "--steps", "100000"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
     log = out / "log.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
         assert process.poll() is None, process.stderr.read().decode()
         time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
+    os.killpg(process.pid, signal.SIGTERM)  # like `pkill`: the data worker gets it too
     process.wait(timeout=60)
+    assert process.returncode == 0, process.stderr.read().decode()
     logged = [json.loads(line)["step"] for line in log.read_text().splitlines()]
     # no periodic save was due: the checkpoint comes from the SIGTERM, at the last logged step
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == logged[-1] >= 3
