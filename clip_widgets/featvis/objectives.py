@@ -248,6 +248,18 @@ def text_objective(session: Any, prompt: str | Sequence[str], templates: Sequenc
     return text(embeddings[0] if isinstance(prompt, str) else embeddings, name=f"text({_short(prompt)})")
 
 
+def l2(center: float = 0.5) -> Objective:
+    """Minus the mean squared distance of the pixels from ``center`` (images in [0, 1]): add it
+    with a weight, ``text_objective(...) + 0.5 * l2()``, for the L2-regularized class images of
+    Simonyan et al. (2014)."""
+
+    def score(activations: Activations) -> torch.Tensor:
+        pixels = _get(activations, "input")
+        return -(pixels - center).pow(2).flatten(1).mean(1)
+
+    return Objective(score, [], f"l2({center:g})")
+
+
 def diversity(layer: str) -> Objective:
     """Pushes the images of a batch apart (lucid's diversity term): minus each image's mean
     cosine similarity to the others, on the Gram matrices of ``layer``'s activations. Add it

@@ -69,7 +69,7 @@ def _frozen(model: torch.nn.Module) -> Iterator[None]:
 
 class ActivationReader:
     """Runs a session's image tower on [0, 1] images and returns the activations an objective
-    reads (and ``"embedding"`` if it needs it), with gradients."""
+    reads (and ``"embedding"`` if it needs it, ``"input"`` always: the images), with gradients."""
 
     def __init__(self, session: Any, objective: Objective):
         self.session = session
@@ -91,6 +91,7 @@ class ActivationReader:
             self.normalize(images), *self.layers, detach=False, need_output=self.needs_embedding
         )
         out = {name: value.float() for name, value in captured.items()}
+        out["input"] = images  # the [0, 1] images themselves, for pixel-space terms such as l2
         if self.needs_embedding:
             out["embedding"] = embedding.float()
         return out

@@ -1,0 +1,88 @@
+"""Images made by the model: class images (Simonyan et al., 2014) and DeepDream with octaves.
+
+Both reuse the feature-visualization engine (:mod:`clip_widgets.featvis`): a class image
+ascends a text class's CLIP score from noise with an L2 penalty; DeepDream starts from a real
+image and ascends a layer's (or a unit's) activation, octave by octave from coarse to fine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .featvis import objectives as obj
+from .featvis import render
+from .featvis.param import FixedImage, PixelImage
+from .featvis.render import RenderResult
+from .featvis.transform import jitter
+from .images import load_image
+
+
+def class_image(
+    session: Any,
+    prompt: str | Sequence[str],
+    *,
+    l2: float = 1.0,
+    steps: int = 128,
+    lr: float = 0.05,
+    size: int | None = None,
+    templates: Sequence[str] | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    **render_kw: Any,
+) -> RenderResult:
+    """One image per prompt that maximizes the prompt's CLIP score minus ``l2`` times the pixels'
+    mean squared distance from grey, optimized in pixel space from faint noise."""
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    side = int(size or session.image_size[0])
+    generator = torch.Generator().manual_seed(seed)
+    objective = obj.text_objective(session, prompts, templates=templates)
+    if l2:
+        objective = objective + l2 * obj.l2()
+    param = PixelImage(len(prompts), side, side, seed=generator)
+    render_kw.setdefault("transforms", [jitter(max(1, side // 32))])
+    return render(session, objective, param=param, steps=steps, lr=lr, seed=seed, progress=progress, **render_kw)
+
+
+def _to_tensor(image: Any) -> torch.Tensor:
+    array = np.asarray(load_image(image).convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1)[None]
+
+
+def deepdream(
+    session: Any,
+    image: Any,
+    layer: str,
+    *,
+    unit: int | None = None,
+    octaves: int = 3,
+    octave_scale: float = 1.4,
+    steps: int = 24,
+    lr: float = 0.02,
+    seed: int = 0,
+    progress: bool = True,
+) -> np.ndarray:
+    """DeepDream ``image``: ascend ``layer``'s mean squared activation (or ``unit``'s channel) at
+    ``octaves`` scales, smallest first; what each octave adds carries up to the next. Returns
+    ``(H, W, 3)`` uint8 at the image's size."""
+    objective = obj.deepdream(layer) if unit is None else obj.channel(layer, unit)
+    original = _to_tensor(image)
+    height, width = original.shape[-2:]
+    sizes = [(max(8, round(height / octave_scale**k)), max(8, round(width / octave_scale**k)))
+             for k in reversed(range(octaves))]  # fmt: skip
+    detail = torch.zeros(1, 3, *sizes[0])
+    result = original
+    for size in sizes:
+        base = F.interpolate(original, size=size, mode="bilinear", align_corners=False, antialias=True)
+        detail = F.interpolate(detail, size=size, mode="bilinear", align_corners=False)
+        start = (base + detail).clamp(0, 1)
+        param = FixedImage(start)
+        dreamed = render(session, objective, param=param, steps=steps, lr=lr, seed=seed, progress=progress,
+                         transforms=[jitter(max(1, min(size) // 32))])  # fmt: skip
+        result = torch.from_numpy(dreamed.images[0]).permute(2, 0, 1)[None].float() / 255.0
+        detail = result - base
+    return (result[0].permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)

@@ -1,0 +1,49 @@
+"""Class images and DeepDream: the model's own score goes up, and the picture stays a picture."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from clip_widgets.featvis import evaluate
+from clip_widgets.featvis import objectives as obj
+from clip_widgets.generate import class_image, deepdream
+from clip_widgets.world import draw_scene
+
+PROMPTS = ["a red circle", "a blue star"]
+
+
+def test_class_images_score_highest_on_their_own_prompt(vit_session):
+    result = class_image(vit_session, PROMPTS, steps=48, progress=False)
+    assert result.images.shape == (2, 32, 32, 3)
+    text = vit_session.encode_text(PROMPTS)
+    pixels = torch.from_numpy(result.images).permute(0, 3, 1, 2).float() / 255
+    scores = evaluate(vit_session, obj.text(text), pixels)  # image i against prompt i
+    start = evaluate(vit_session, obj.text(text), torch.full((2, 3, 32, 32), 0.5))
+    assert (scores > start + 0.05).all(), (scores, start)
+    crossed = np.array([evaluate(vit_session, obj.text(text[j]), pixels[i : i + 1])[0]
+                        for i in range(2) for j in range(2)]).reshape(2, 2)  # fmt: skip
+    assert (crossed.argmax(1) == np.arange(2)).all(), crossed
+
+
+def test_the_l2_penalty_keeps_class_images_closer_to_grey(vit_session):
+    free = class_image(vit_session, "a red circle", l2=0.0, steps=48, progress=False).images
+    held = class_image(vit_session, "a red circle", l2=50.0, steps=48, progress=False).images
+    spread = lambda images: float(((images / 255.0 - 0.5) ** 2).mean())  # noqa: E731
+    assert spread(held) < 0.7 * spread(free), (spread(held), spread(free))
+
+
+def test_deepdream_raises_the_layer_and_keeps_the_picture(vit_session):
+    scene = draw_scene(4, size=48).image
+    dreamed = deepdream(vit_session, scene, "blocks.0", octaves=2, steps=16, progress=False)
+    assert dreamed.shape == (48, 48, 3) and dreamed.dtype == np.uint8
+    original = np.asarray(scene)
+    to_pixels = lambda a: torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].float() / 255  # noqa: E731
+    objective = obj.deepdream("blocks.0")
+    assert evaluate(vit_session, objective, to_pixels(dreamed))[0] > 1.1 * evaluate(
+        vit_session, objective, to_pixels(original))[0]  # fmt: skip
+    assert not np.array_equal(dreamed, original)
+    assert np.corrcoef(dreamed.ravel().astype(float), original.ravel().astype(float))[0, 1] > 0.6
+    one_unit = deepdream(vit_session, scene, "blocks.0", unit=3, octaves=1, steps=16, progress=False)
+    assert evaluate(vit_session, obj.channel("blocks.0", 3), to_pixels(one_unit))[0] > evaluate(
+        vit_session, obj.channel("blocks.0", 3), to_pixels(original))[0]  # fmt: skip
