@@ -24,6 +24,7 @@ _EXPORTS = {
     "SurgeryWidget": "widgets",
     "NeuronExplorer": "widgets",
     "AtlasWidget": "widgets",
+    "TypographicLab": "widgets",
     "build_atlas": "atlas",
     "Atlas": "atlas",
     "collect_examples": "examples",

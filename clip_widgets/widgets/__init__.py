@@ -3,5 +3,6 @@
 from .atlas import AtlasWidget
 from .neuron import NeuronExplorer
 from .surgery import SurgeryWidget
+from .typographic import TypographicLab
 
-__all__ = ["AtlasWidget", "NeuronExplorer", "SurgeryWidget"]
+__all__ = ["AtlasWidget", "NeuronExplorer", "SurgeryWidget", "TypographicLab"]

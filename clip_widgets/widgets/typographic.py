@@ -1,0 +1,141 @@
+"""TypographicLab: drag a word onto an image and watch the zero-shot prediction follow it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import traitlets
+from PIL import Image
+
+from ..codecs import Array
+from ..images import load_image
+from ..probe import pooled_activations
+from ..typographic import write_text, zero_shot
+from ._base import STATIC, WidgetBase
+
+log = logging.getLogger(__name__)
+
+INKS = {"white": ((255, 255, 255), (0, 0, 0)), "black": ((0, 0, 0), (255, 255, 255))}
+
+
+class TypographicLab(WidgetBase):
+    """An image, a word written into it (drag it; choose the string, size and ink), and what the
+    model makes of it: zero-shot probabilities over ``classes`` before and after, and the units of
+    ``layer`` whose mean activation the word moves most.
+
+    ``TypographicLab(session, "apple.jpg", ["an apple", "an iPod", "a pear"], text="iPod")``.
+    Text, position, size, ink and classes are synced both ways; the batch version over a folder
+    is :func:`clip_widgets.typographic.attack`.
+    """
+
+    _esm = STATIC / "typographic.js"
+    _css = STATIC / "typographic.css"
+
+    image = Array(dtype="uint8", ndim=3).tag(sync=True)
+    """The clean image, (H, W, 3) uint8, at most ``max_side`` pixels on its longer side."""
+    attacked = Array(dtype="uint8", ndim=3).tag(sync=True)
+    """The image with the word written in, as the model sees it (same size as ``image``)."""
+    text = traitlets.Unicode("iPod").tag(sync=True)
+    """The word written into the image (empty: none)."""
+    position = traitlets.List(traitlets.Float(), default_value=[0.5, 0.5], minlen=2, maxlen=2).tag(sync=True)
+    """Centre of the word, as fractions of the image's width and height."""
+    size = traitlets.Float(0.2, min=0.02, max=1.0).tag(sync=True)
+    """Font size as a fraction of the image height."""
+    ink = traitlets.Enum(list(INKS), default_value="white").tag(sync=True)
+    """Ink of the word (with an outline in the other)."""
+    classes = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    """The zero-shot classes (text prompts)."""
+    clean_probs = traitlets.List(traitlets.Float()).tag(sync=True)
+    """Probability of each class for the clean image."""
+    attacked_probs = traitlets.List(traitlets.Float()).tag(sync=True)
+    """Probability of each class with the word written in."""
+    layer = traitlets.Unicode("").tag(sync=True)
+    """The layer whose units are watched (empty: none)."""
+    top_units = traitlets.List().tag(sync=True)
+    """``[unit, clean, attacked]`` for the units of ``layer`` the word moves most, largest change first."""
+    busy = traitlets.Bool(False).tag(sync=True)
+    """True while the model runs."""
+    error = traitlets.Unicode("").tag(sync=True)
+    """The last error, shown in the widget; empty when all is well."""
+
+    def __init__(
+        self,
+        session: Any,
+        image: Any,
+        classes: Sequence[str],
+        *,
+        templates: Sequence[str] | None = None,
+        max_side: int = 384,
+        units: int = 8,
+        **traits: Any,
+    ):
+        self._session = session
+        self._templates = None if templates is None else tuple(templates)
+        self._units = int(units)
+        self.last_exception: BaseException | None = None
+        picture = load_image(image)
+        scale = max_side / max(picture.size)
+        if scale < 1:
+            picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
+                                     Image.Resampling.LANCZOS)  # fmt: skip
+        self._picture = picture
+        super().__init__(**traits)
+        with self.hold_trait_notifications():
+            self.image = np.asarray(picture, np.uint8)
+            self.classes = list(classes)
+        self._ready = True
+        self._update()
+
+    def attacked_image(self) -> Image.Image:
+        """The clean image with the current word written in."""
+        if not self.text:
+            return self._picture.copy()
+        fill, outline = INKS[self.ink]
+        return write_text(self._picture, self.text, position=tuple(self.position), size=self.size, fill=fill,
+                          outline=outline)  # fmt: skip
+
+    @traitlets.validate("classes")
+    def _clean_classes(self, proposal: dict[str, Any]) -> list[str]:
+        return list(dict.fromkeys(c.strip() for c in proposal["value"] if c.strip()))
+
+    @traitlets.validate("position")
+    def _clamp_position(self, proposal: dict[str, Any]) -> list[float]:
+        return [min(max(float(v), 0.0), 1.0) for v in proposal["value"]]
+
+    @traitlets.validate("layer")
+    def _check_layer(self, proposal: dict[str, Any]) -> str:
+        if proposal["value"]:
+            self._session.layers[proposal["value"]]  # unknown names raise, listing the valid ones  # noqa: B018
+        return proposal["value"]
+
+    @traitlets.observe("text", "position", "size", "ink", "classes", "layer")
+    def _inputs_changed(self, change: dict[str, Any]) -> None:
+        if getattr(self, "_ready", False):
+            self._update()
+
+    def _update(self) -> None:
+        self.busy = True
+        try:
+            attacked = self.attacked_image()
+            pair = [self._picture, attacked]
+            probs = zero_shot(self._session, pair, self.classes, self._templates) if self.classes else None
+            top: list[list[float]] = []
+            if self.layer:
+                clean_units, attacked_units = pooled_activations(self._session, pair, self.layer, progress=False)
+                order = np.argsort(-np.abs(attacked_units - clean_units))[: self._units]
+                top = [[int(u), float(clean_units[u]), float(attacked_units[u])] for u in order]
+            with self.hold_sync():
+                self.attacked = np.asarray(attacked, np.uint8)
+                self.clean_probs = [] if probs is None else probs[0].tolist()
+                self.attacked_probs = [] if probs is None else probs[1].tolist()
+                self.top_units = top
+                self.error = ""
+        except Exception as exc:  # noqa: BLE001 - any failure must reach the user, not kill the view
+            log.debug("TypographicLab update failed", exc_info=True)
+            self.last_exception = exc
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.busy = False
