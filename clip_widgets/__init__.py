@@ -25,6 +25,8 @@ _EXPORTS = {
     "NeuronExplorer": "widgets",
     "AtlasWidget": "widgets",
     "TypographicLab": "widgets",
+    "ProbeExplorer": "widgets",
+    "Lab": "widgets",
     "build_atlas": "atlas",
     "Atlas": "atlas",
     "collect_examples": "examples",

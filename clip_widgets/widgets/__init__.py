@@ -1,8 +1,10 @@
 """Notebook widgets: thin views over the compute modules."""
 
 from .atlas import AtlasWidget
+from .lab import Lab
 from .neuron import NeuronExplorer
+from .probe import ProbeExplorer
 from .surgery import SurgeryWidget
 from .typographic import TypographicLab
 
-__all__ = ["AtlasWidget", "NeuronExplorer", "SurgeryWidget", "TypographicLab"]
+__all__ = ["AtlasWidget", "Lab", "NeuronExplorer", "ProbeExplorer", "SurgeryWidget", "TypographicLab"]
