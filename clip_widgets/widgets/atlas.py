@@ -181,10 +181,9 @@ class AtlasWidget(WidgetBase):
         """What hovering a cell shows: its count and top classes, and up to ``patches`` crops of
         the source images around the positions its activations came from, ``(k, 48, 48, 3)``."""
         grid = self._atlas.grid(size)
-        info: dict[str, Any] = {
-            "level": size, "row": row, "col": col, "count": int(grid.counts[row, col]),
-            "classes": [[name, score] for name, score in self._atlas.cell_classes(size, row, col)],
-        }  # fmt: skip
+        count = int(grid.counts[row, col])
+        classes = self._atlas.cell_classes(size, row, col) if count else []
+        info = {"level": size, "row": row, "col": col, "count": count, "classes": [list(pair) for pair in classes]}
         crops = None
         if self._session is not None and info["count"] and self._patches:
             crops = self._source_patches(grid.members(row, col)[: self._patches])

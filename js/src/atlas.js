@@ -112,6 +112,7 @@ function render({ model, el }) {
     if (hovered) outlineCell(hovered, "rgba(255, 255, 255, 0.9)", 1.5);
     levelLabel.textContent = level ? `grid ${level} × ${level} · zoom ${view.zoom.toFixed(2)}×` : "";
     el.dataset.level = String(level);
+    el.dataset.view = `${view.x.toFixed(4)},${view.y.toFixed(4)},${view.zoom.toFixed(3)}`;
     const visible = visibleTiles(view, level, model.get("tile_cells"));
     canvas.dataset.tiles = String(visible.length);
     canvas.dataset.loaded = String(visible.filter(([row, col]) => tiles.has(tileKey(level, row, col))).length);
@@ -142,6 +143,13 @@ function render({ model, el }) {
       return;
     }
     const { info, patches } = entry;
+    if (!info.count) {
+      card.replaceChildren(
+        h("h4", { class: "cw-cell-title", text: `cell ${info.row}, ${info.col} of ${info.level} × ${info.level}` }),
+        h("p", { class: "cw-empty", text: "no activations fell here" }),
+      );
+      return;
+    }
     const scores = info.classes.map(([, score]) => Number(score));
     const widths = barWidths(scores.length ? scores : [0]);
     const parts = [

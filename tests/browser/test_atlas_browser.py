@@ -29,10 +29,18 @@ CELLS = [
     "display(w)",
     # 1: what Python holds after zooming in the browser
     "print(json.dumps({'view': w.view, 'level': w.level}))",
-    # 2: after a click
-    "print(json.dumps({'selected': w.selected, 'sources': len(w.selected_sources)}))",
-    # 3: set from Python: the browser follows
+    # 2: set from Python: the browser follows
     "w.zoom_to(0.0625, 0.0625, 8.0)",
+    # 3: centre a filled cell of the finest grid
+    "import numpy as np\n"
+    "grid = atlas.grid(32)\n"
+    "row, col = (int(v) for v in np.argwhere(grid.counts == grid.counts.max())[0])\n"
+    "w.zoom_to((col + 0.5) / 32, (row + 0.5) / 32, 8.0)\n"
+    "members = grid.members(row, col)\n"
+    "sources = len(dict.fromkeys(store.origins[members, 0].tolist()))\n"
+    "print(json.dumps({'view': w.view, 'cell': [row, col], 'count': int(grid.counts[row, col]), 'sources': sources}))",
+    # 4: after a click
+    "print(json.dumps({'selected': w.selected, 'sources': len(w.selected_sources)}))",
 ]
 
 ALL_LOADED = "() => { const c = document.querySelector('.cw-atlas canvas.cw-atlas-canvas');" \
@@ -82,28 +90,38 @@ def test_atlas_widget_in_jupyterlab(page, lab_server):
     assert state["level"] == 32 and state["view"]["zoom"] > 3.5, state
     assert state["view"]["x"] < 0.5 and state["view"]["y"] < 0.5, state  # zoomed towards the top-left pointer
 
-    # Hover: the cell's count and classes as text (a class name is never parsed as HTML).
-    page.mouse.move(box["x"] + 200, box["y"] + 200)
-    page.wait_for_function("() => document.querySelector('.cw-atlas .cw-cell-title')?.textContent.includes('of 32')")
-    card = widget.locator(".cw-cell-card")
-    names = card.locator(".cw-class-name").all_inner_texts()
-    assert sorted(names) == sorted(["a red circle", HOSTILE_CLASS]), names
-    assert card.locator("img").count() == 0 and page.evaluate("() => window.__injected") is None
-    count_text = card.locator(".cw-cell-count").inner_text()
-    page.wait_for_function("() => document.querySelectorAll('.cw-atlas .cw-patch').length > 0 ||"
-                           " document.querySelector('.cw-atlas .cw-cell-count')?.textContent.startsWith('0')")
-    assert "activation" in count_text
-
-    # Click: the selection reaches Python, with the cell's sources.
-    page.mouse.click(box["x"] + 200, box["y"] + 200)
-    page.wait_for_timeout(300)
-    picked = json.loads(notebook.run_next().splitlines()[0])
-    assert picked["selected"][0] == 32 and len(picked["selected"]) == 3, picked
-
     # A view set from Python moves the browser's view: the finest level, one tile, top-left.
     notebook.run_next()
     page.wait_for_function("() => document.querySelector('.cw-atlas .cw-level').textContent.includes('8.00')")
     assert widget.get_attribute("data-level") == "32"
     page.wait_for_function(ALL_LOADED, timeout=30_000)
     assert canvas.evaluate(CANVAS_STATS)["tiles"] == 1
+
+    # Hover a cell that holds activations: its count and classes as text (a class name is never
+    # parsed as HTML) and source patches.
+    target = json.loads(notebook.run_next().splitlines()[0])
+    view, (row, col) = target["view"], target["cell"]
+    scale = 512 * view["zoom"]
+    x = ((col + 0.5) / 32 - view["x"]) * scale + 256
+    y = ((row + 0.5) / 32 - view["y"]) * scale + 256
+    shown = f"{view['x']:.4f},{view['y']:.4f},{view['zoom']:.3f}"
+    page.wait_for_function(f"() => document.querySelector('.cw-atlas').dataset.view === '{shown}'")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()  # running cells may have scrolled the notebook
+    page.mouse.move(box["x"] + x, box["y"] + y)
+    page.wait_for_function(f"() => document.querySelector('.cw-atlas .cw-cell-title')?.textContent === "
+                           f"'cell {row}, {col} of 32 × 32'")  # fmt: skip
+    card = widget.locator(".cw-cell-card")
+    card.locator(".cw-patch").first.wait_for(state="attached", timeout=30_000)
+    names = card.locator(".cw-class-name").all_inner_texts()
+    assert sorted(names) == sorted(["a red circle", HOSTILE_CLASS]), names
+    assert card.locator("img").count() == 0 and page.evaluate("() => window.__injected") is None
+    assert card.locator(".cw-cell-count").inner_text() == f"{target['count']} activation" + (
+        "" if target["count"] == 1 else "s")  # fmt: skip
+
+    # Click: the selection reaches Python, with the cell's sources.
+    page.mouse.click(box["x"] + x, box["y"] + y)
+    page.wait_for_timeout(400)
+    picked = json.loads(notebook.run_next().splitlines()[0])
+    assert picked == {"selected": [32, row, col], "sources": target["sources"]}, picked
     assert not [e for e in page.console_errors if "cw-" in e or "atlas" in e.lower()], page.console_errors
