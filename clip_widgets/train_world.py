@@ -219,6 +219,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--export-scenes", type=int, default=1500, help="held-out scenes for the shipped metrics")
     parser.add_argument("--export", type=Path, default=None, help="write the shipped weights here at the end")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start a new run from these weights (an export directory or its safetensors), "
+                             "e.g. clip_widgets/models/world-vit to train the shipped model further")  # fmt: skip
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -239,6 +242,12 @@ def main(argv: list[str] | None = None) -> None:
         optimizer.load_state_dict(checkpoint["optimizer"])
         step = int(checkpoint["step"])
         print(f"resuming {checkpoint_path} at step {step}")
+    elif args.init is not None:
+        from safetensors.torch import load_file  # noqa: PLC0415
+
+        weights = args.init / "open_clip_model.safetensors" if args.init.is_dir() else args.init
+        model.load_state_dict({k: v.float() for k, v in load_file(weights).items()})
+        print(f"starting from the weights in {weights}")
 
     cifar = cifar_test = None
     if args.cifar is not None:

@@ -86,3 +86,19 @@ def test_sigterm_saves_a_checkpoint_that_the_next_run_resumes(tmp_path):
     main([*args, "--steps", str(logged[-1] + 1)])
     steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
     assert steps == list(range(1, logged[-1] + 2))
+
+
+def test_a_new_run_can_start_from_exported_weights(tmp_path):
+    import open_clip  # noqa: PLC0415
+
+    from clip_widgets.train_world import WORLD_CONFIG  # noqa: PLC0415
+
+    torch.manual_seed(3)
+    export(open_clip.CLIP(**WORLD_CONFIG), tmp_path / "shipped")
+    main(["--out", str(tmp_path / "run"), "--steps", "0", "--init", str(tmp_path / "shipped")])
+    started = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
+    from safetensors.torch import load_file  # noqa: PLC0415
+
+    shipped = load_file(tmp_path / "shipped" / "open_clip_model.safetensors")
+    for name in ("visual.conv1.weight", "token_embedding.weight", "text_projection"):
+        torch.testing.assert_close(started[name], shipped[name].float())
