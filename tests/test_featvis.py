@@ -278,3 +278,19 @@ def test_grid_lays_images_out_in_rows():
     assert sheet.shape == (2 * 8 + 1, 3 * 10 + 2, 3)
     assert (sheet[:8, :10] == 0).all() and (sheet[9:, 11:21] == 40).all()
     assert (sheet[9:, 22:] == 255).all()  # the empty sixth cell stays white
+
+
+def test_overlapping_renders_leave_the_model_as_they_found_it(vit_session):
+    from clip_widgets.featvis.render import _frozen
+
+    model = vit_session.model
+    assert all(p.requires_grad for p in model.parameters())
+    outer = _frozen(model)
+    inner = _frozen(model)
+    outer.__enter__()
+    inner.__enter__()  # a second render starts while the first runs
+    assert not any(p.requires_grad for p in model.parameters())
+    outer.__exit__(None, None, None)  # the first ends first
+    assert not any(p.requires_grad for p in model.parameters())  # the second still runs
+    inner.__exit__(None, None, None)
+    assert all(p.requires_grad for p in model.parameters()) and not model.training

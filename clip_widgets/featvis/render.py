@@ -12,6 +12,7 @@ raising ``KeyboardInterrupt``) returns the images it has, marked ``interrupted``
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,20 +52,34 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
+_FREEZE_LOCK = threading.Lock()
+_FROZEN: dict[int, tuple[int, bool, list[tuple[torch.nn.Parameter, bool]]]] = {}
+
+
 @contextmanager
 def _frozen(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode and no parameter gradients for the duration; restored afterwards."""
-    was_training = model.training
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
+    """Eval mode and no parameter gradients for the duration; restored afterwards. Counted per
+    model, so overlapping renders (a widget's background thread and the notebook's) restore the
+    state from before the first one, not a state another render left frozen."""
+    with _FREEZE_LOCK:
+        count, was_training, flags = _FROZEN.get(id(model), (0, model.training, []))
+        if count == 0:
+            flags = [(p, p.requires_grad) for p in model.parameters()]
+            model.eval()
+            for p, _ in flags:
+                p.requires_grad_(False)
+        _FROZEN[id(model)] = (count + 1, was_training, flags)
     try:
         yield
     finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        model.train(was_training)
+        with _FREEZE_LOCK:
+            count, was_training, flags = _FROZEN.pop(id(model))
+            if count > 1:
+                _FROZEN[id(model)] = (count - 1, was_training, flags)
+            else:
+                for p, flag in flags:
+                    p.requires_grad_(flag)
+                model.train(was_training)
 
 
 class ActivationReader:
