@@ -538,10 +538,12 @@ def build_atlas(
         coords = layout(store.activations, seed=seed)
         np.save(coords_path, coords)
     grids = {int(size): bin_grid(coords, store.activations, int(size), min_count=min_count) for size in sizes}
-    whitening = whitening_matrix(store.activations)
+    caches = {size: root / f"icons_{size}_{min_count}_{icon_steps}_{len(store)}.npy" for size in grids}
+    # the whitening pass reads every activation: only when some icons still have to be rendered
+    whitening = whitening_matrix(store.activations) if not all(p.is_file() for p in caches.values()) else None
     icons = {
         size: atlas_icons(session, layer, grid, whitening=whitening, steps=icon_steps, size=icon_px, seed=seed,
-                          cache=root / f"icons_{size}_{min_count}_{icon_steps}_{len(store)}.npy", progress=progress)
+                          cache=caches[size], progress=progress)
         for size, grid in grids.items()
     }  # fmt: skip
     classes = list(classes)

@@ -34,7 +34,7 @@ def sent_messages(widget):
     return sent
 
 
-def test_build_atlas_is_cached_and_consistent(session, atlas):
+def test_build_atlas_is_cached_and_consistent(session, atlas, monkeypatch):
     assert atlas.sizes == [2, 4] and atlas.layer == "blocks.0"
     assert atlas.coords.shape == (len(atlas.store), 2)
     for size in atlas.sizes:
@@ -47,6 +47,12 @@ def test_build_atlas_is_cached_and_consistent(session, atlas):
         expected = atlas.attributions[grid.members(row, col)].mean(0)
         np.testing.assert_allclose(atlas.cells[size][row, col], expected, rtol=1e-5, atol=1e-6)
     # re-opening reads every step back from the cache: the same arrays, no new work
+    def no_work(*args, **kwargs):
+        raise AssertionError("re-opening a cached atlas recomputed something")
+
+    monkeypatch.setattr("clip_widgets.atlas.whitening_matrix", no_work)
+    monkeypatch.setattr("clip_widgets.atlas.attribute_activations", no_work)
+    monkeypatch.setattr("clip_widgets.atlas.layout", no_work)
     again = build_atlas(session, atlas.store, sizes=(2, 4), min_count=1, classes=CLASSES, icon_steps=4, progress=False)
     np.testing.assert_array_equal(again.coords, atlas.coords)
     np.testing.assert_array_equal(again.icons[4], atlas.icons[4])

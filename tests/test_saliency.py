@@ -59,7 +59,7 @@ def test_integrated_gradients_equal_captum_and_are_complete(session, pixels):
     np.testing.assert_allclose(result.attributions.reshape(2, -1).sum(1), change, rtol=0.05, atol=0.05)
 
 
-def test_quadrature_and_bad_input():
+def test_gauss_legendre_quadrature_integrates_over_the_unit_interval():
     alphas, weights = gauss_legendre(5)
     assert np.isclose(weights.sum(), 1.0) and ((alphas > 0) & (alphas < 1)).all()
     assert np.isclose((weights * alphas**3).sum(), 0.25)  # exact for polynomials: int_0^1 a^3 = 1/4
