@@ -67,6 +67,33 @@ def bench_collection(session: ModelSession, layer: str, images: int, repeats: in
     print(f"overhead of collecting vs the bare forward: {100 * (c / f - 1):+.0f}%")
 
 
+def bench_attribution(session: ModelSession, layer: str, images: int, repeats: int) -> None:
+    from clip_widgets.atlas import attribute_activations
+    from clip_widgets.world import CLASSES, class_prompt
+
+    scenes = [draw_scene(3 * 10**8 + i).image for i in range(images)]
+    prompts = [class_prompt(c) for c in CLASSES[:10]]
+    with tempfile.TemporaryDirectory() as root:
+        store = collect_activations(session, scenes, layer, root, per_image=4, progress=False)
+        methods = {
+            "gradient x activation (one pass)": lambda: attribute_activations(
+                session, store, prompts, method="gradient_x_activation", images=scenes, progress=False),
+            "integrated gradients, 8 steps": lambda: attribute_activations(
+                session, store, prompts, method="integrated_gradients", steps=8, images=scenes, progress=False),
+        }  # fmt: skip
+        times: dict[str, list[float]] = {name: [] for name in methods}
+        for _ in range(repeats):  # interleaved, so noise hits both alike
+            for name, fn in methods.items():
+                times[name].append(timed(fn))
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    print(f"\n## Attribution: {images} images x 4 positions, 10 classes, layer {layer}, median of {repeats}")
+    print(f"{'method':<36}{'seconds':>10}{'images/s':>10}")
+    for name, m in medians.items():
+        print(f"{name:<36}{m:>10.2f}{images / m:>10.1f}")
+    first, second = medians.values()
+    print(f"integrated gradients / gradient x activation: {second / first:.1f}x the time")
+
+
 def bench_layout(session: ModelSession, layer: str, rows: int, repeats: int) -> None:
     import umap
 
@@ -184,6 +211,7 @@ def main() -> None:
     session = ModelSession.load(args.model)
     print(f"# {session!r}, torch threads {torch.get_num_threads()}")
     bench_collection(session, args.layer, args.images, args.repeats)
+    bench_attribution(session, args.layer, args.images // 4, args.repeats)
     bench_layout(session, args.layer, args.rows, args.repeats)
     if not args.no_browser:
         bench_browser(args.repeats)

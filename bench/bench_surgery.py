@@ -33,7 +33,6 @@ import time
 
 import numpy as np
 import torch
-from ipywidgets.widgets.widget import _remove_buffers
 
 from clip_widgets.session import DEFAULT_TEMPLATES, ModelSession
 from clip_widgets.surgery import dense_tokens, feature_surgery, similarity_to_maps, surgery_maps
@@ -96,14 +95,14 @@ def feature_surgery_4d(image_tokens, text):
     return (products - products.mean(2, keepdim=True)).sum(-1)
 
 
-def feature_surgery_scaling(tokens: int, dim: int, label_counts, repeats: int) -> None:
+def feature_surgery_scaling(tokens: int, dim: int, label_counts, repeats: int, device: torch.device) -> None:
     """Feature surgery alone, matrix form vs 4-D form, as the label set grows."""
-    print(f"\n# feature surgery alone: {tokens} tokens x {dim} channels")
+    print(f"\n# feature surgery alone: {tokens} tokens x {dim} channels, on {device}")
     print(f"{'labels':>7} {'4-D s':>9} {'matrix s':>9} {'speed-up':>9} {'4-D tensor':>12}")
     generator = torch.Generator().manual_seed(0)
-    image = torch.nn.functional.normalize(torch.randn(1, tokens, dim, generator=generator), dim=-1)
+    image = torch.nn.functional.normalize(torch.randn(1, tokens, dim, generator=generator), dim=-1).to(device)
     for count in label_counts:
-        text = torch.nn.functional.normalize(torch.randn(count, dim, generator=generator), dim=-1)
+        text = torch.nn.functional.normalize(torch.randn(count, dim, generator=generator), dim=-1).to(device)
         torch.testing.assert_close(feature_surgery(image, text), feature_surgery_4d(image, text), atol=1e-5, rtol=0)
         times = time_rounds(
             {"4-D": lambda t=text: feature_surgery_4d(image, t), "matrix": lambda t=text: feature_surgery(image, t)},
@@ -120,6 +119,8 @@ def time_rounds(fns: dict, repeats: int) -> dict[str, list[float]]:
         for name, fn in fns.items():  # interleaved: every method sees the same noise
             start = time.perf_counter()
             fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()  # GPU work is asynchronous: time it to the end
             times[name].append(time.perf_counter() - start)
     return times
 
@@ -130,6 +131,8 @@ def wire_sizes(session, image, labels) -> dict[str, int]:
     widget = SurgeryWidget(session, image, labels)
     # what a label edit sends: both map stacks (the image is sent once, when it changes)
     state = {k: v for k, v in widget.get_state().items() if k in ("surgery_maps", "raw_maps")}
+    from ipywidgets.widgets.widget import _remove_buffers  # noqa: PLC0415 - only the wire sizes need it
+
     stripped, _, buffers = _remove_buffers(state)
     binary = len(json.dumps(stripped)) + sum(b.nbytes for b in buffers)
     as_base64 = {
@@ -187,9 +190,15 @@ def main() -> None:
         print(f"{name:<18} {median:>9.3f} {len(labels) / median:>8.1f} {base / median:>8.1f}x")
 
     tokens = dense_tokens(session.model, session.preprocess(image))
-    feature_surgery_scaling(tokens.surgery.shape[1], tokens.surgery.shape[2], (20, 200, 1000), args.repeats)
+    feature_surgery_scaling(tokens.surgery.shape[1], tokens.surgery.shape[2], (20, 200, 1000), args.repeats,
+                            session.device)  # fmt: skip
 
     height, width = image.shape[:2]
+    try:
+        import ipywidgets  # noqa: F401, PLC0415
+    except ImportError:
+        print("\n# wire sizes skipped: the widget stack (ipywidgets) is not installed")
+        return
     print(f"\n# one SurgeryWidget label update: {len(labels)} surgery + raw maps over a {width}x{height} image")
     sizes = wire_sizes(session, image, labels)
     for name, size in sizes.items():

@@ -280,25 +280,40 @@ def bin_grid(coords: np.ndarray, activations: np.ndarray, size: int, min_count: 
 # -- attribution ---------------------------------------------------------------------------------
 
 
+ATTRIBUTION_METHODS = ("integrated_gradients", "gradient_x_activation")
+
+
 def attribute_activations(
     session: Any,
     store: ActivationStore,
     prompts: list[str],
     *,
+    method: str = "integrated_gradients",
+    steps: int = 8,
     templates: list[str] | None = None,
     images: Sequence[Any] | None = None,
     batch_size: int = 16,
     progress: bool = True,
 ) -> np.ndarray:
-    """``(rows, classes)``: for each collected activation, how it moves each class's zero-shot
-    logit: the gradient of the logit with respect to the layer's output at that position, times
-    the activation there, summed over channels (gradient x activation). Classes are text prompts.
-    Images are re-read from their files; for a collection from an in-memory iterable, pass the
-    same sequence as ``images``.
+    """``(rows, classes)``: for each collected activation, how much it moves each class's
+    zero-shot logit. Classes are text prompts. Images are re-read from their files; for a
+    collection from an in-memory iterable, pass the same sequence as ``images``.
 
-    In a ViT, the patch tokens of the last two blocks reach the class token only through the next
-    block's layer norm, which ignores a token's scale; their gradient is orthogonal to their
-    activation and the attribution is zero. Use an earlier block for attributed atlases."""
+    ``method="integrated_gradients"`` (default): the layer's output at every image position is
+    moved from a baseline, the store's mean activation, to its real value in ``steps`` equal steps
+    (midpoint rule); a position's attribution is its difference from the baseline times the mean
+    gradient along that path, summed over channels, so an image's attributions add up (up to the
+    step error) to how far its logit moves from the all-baseline image. ``"gradient_x_activation"``
+    is the one-pass linear estimate of Activation Atlases (gradient at the real activation times
+    the activation): cheap, and right for convnets, but in a ViT the layer norms and softmax
+    attention make it unreliable, often of the wrong sign, for patch tokens. It is also zero on
+    the patch tokens of the last two blocks, which reach the class token only through a layer
+    norm that ignores their scale. A ViT's class token is held at its real value and not
+    attributed (it has no place in the image)."""
+    if method not in ATTRIBUTION_METHODS:
+        raise ValueError(f"unknown attribution method {method!r}; choose one of {list(ATTRIBUTION_METHODS)}")
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, not {steps}")
     layer = store.meta["layer"]
     text = session.encode_text(prompts, templates=templates).float()
     scale = float(session.model.logit_scale.detach().exp()) if hasattr(session.model, "logit_scale") else 100.0
@@ -306,28 +321,67 @@ def attribute_activations(
     by_image: dict[int, list[int]] = {}
     for row, (index, _, _) in enumerate(origins):
         by_image.setdefault(int(index), []).append(row)
+    baseline = None
+    if method == "integrated_gradients":
+        baseline = torch.from_numpy(mean_activation(store.activations)).to(session.device)
     result = np.zeros((len(origins), len(prompts)), np.float32)
     indices = list(by_image)
     classes = torch.eye(len(prompts), device=session.device)
+
+    def class_gradients(pixels: torch.Tensor, acts: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """Gradients of every class's logit with respect to ``acts``, as ``(C, B, positions, D)``."""
+        logits = scale * torch.nn.functional.normalize(embedding.float(), dim=-1) @ text.T  # (B, C)
+        # one backward per class, vectorised over classes
+        (grads,) = torch.autograd.grad(logits, acts, grad_outputs=classes[:, None].expand(-1, len(pixels), -1),
+                                       is_grads_batched=True)  # fmt: skip
+        return torch.stack([positions_of(g.float())[0] for g in grads])
+
     with tqdm(total=len(indices), desc="attribution", unit="img", disable=not progress) as bar:
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
             pixels = session.preprocess([store.image_source(i, images) for i in chunk])
-            captured, embedding = session.layers.forward(pixels, layer, detach=False, need_output=True)
-            logits = scale * torch.nn.functional.normalize(embedding.float(), dim=-1) @ text.T  # (B, C)
-            acts = captured[layer]
-            # one backward per class, vectorised over classes
-            (grads,) = torch.autograd.grad(logits, acts, grad_outputs=classes[:, None].expand(-1, len(chunk), -1),
-                                           is_grads_batched=True)  # fmt: skip
-            values, grid = positions_of(acts.detach().float())
-            grad_values = torch.stack([positions_of(g.float())[0] for g in grads])  # (C, B, P, D)
-            contribution = (grad_values * values[None]).sum(-1)  # (C, B, P)
+            if baseline is None:
+                captured, embedding = session.layers.forward(pixels, layer, detach=False, need_output=True)
+                acts = captured[layer]
+                values, grid = positions_of(acts.detach().float())
+                contribution = (class_gradients(pixels, acts, embedding) * values[None]).sum(-1)  # (C, B, P)
+            else:
+                real = session.layers.forward(pixels, layer)[0][layer]
+                start_point = with_positions(real, baseline.to(real.dtype))
+                difference, grid = positions_of((real - start_point).float())
+                mean_gradient = 0.0
+                for alpha in (torch.arange(steps, dtype=torch.float32) + 0.5) / steps:
+                    point = (start_point + float(alpha) * (real - start_point)).requires_grad_(True)
+                    with session.layers.replace(layer, point):
+                        embedding = session.layers.forward(pixels, need_output=True)[1]
+                    mean_gradient = mean_gradient + class_gradients(pixels, point, embedding) / steps
+                contribution = (mean_gradient * difference[None]).sum(-1)  # (C, B, P)
             for b, index in enumerate(chunk):
                 for row in by_image[index]:
                     _, r, c = origins[row]
                     result[row] = contribution[:, b, r * grid[1] + c].detach().cpu().numpy()
             bar.update(len(chunk))
     return result
+
+
+def with_positions(activations: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+    """``activations`` with every image position set to ``vector`` (the layout of
+    :func:`positions_of`: channels of a feature map, patch tokens of a ViT; its class token kept)."""
+    if activations.ndim == 4:
+        return vector.view(1, -1, 1, 1).expand_as(activations).clone()
+    if activations.ndim == 3:
+        out = activations.clone()
+        out[:, 1:] = vector
+        return out
+    return vector.view(1, -1).expand_as(activations).clone()
+
+
+def mean_activation(activations: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """The mean row of a (possibly memory-mapped) activation table, read in chunks, as float32."""
+    total = np.zeros(activations.shape[1], np.float64)
+    for begin in range(0, len(activations), chunk):
+        total += activations[begin : begin + chunk].astype(np.float64).sum(0)
+    return (total / max(1, len(activations))).astype(np.float32)
 
 
 def cell_attribution(grid: AtlasGrid, attributions: np.ndarray) -> np.ndarray:
@@ -516,6 +570,8 @@ def build_atlas(
     prompts: Sequence[str] | None = None,
     templates: list[str] | None = None,
     images: Sequence[Any] | None = None,
+    attribution: str = "integrated_gradients",
+    attribution_steps: int = 8,
     icon_steps: int = 64,
     icon_px: int | None = None,
     cache: str | os.PathLike | None = None,
@@ -524,7 +580,8 @@ def build_atlas(
 ) -> Atlas:
     """Layout, grids, icons and (with ``classes``) attribution for a collected store, each step
     cached under ``cache`` (default: ``<store>/atlas``) so re-opening an atlas costs nothing.
-    ``prompts`` are the texts scored for ``classes`` (default: the class names themselves)."""
+    ``prompts`` are the texts scored for ``classes`` (default: the class names themselves);
+    ``attribution`` and ``attribution_steps`` choose how (see :func:`attribute_activations`)."""
     store = store if isinstance(store, ActivationStore) else ActivationStore(store)
     if len(store) < 4:
         raise ClipWidgetsError(f"the store at {store.path} holds {len(store)} activations; an atlas needs more")
@@ -552,13 +609,14 @@ def build_atlas(
         texts = list(prompts) if prompts is not None else classes
         if len(texts) != len(classes):
             raise ValueError(f"{len(classes)} classes but {len(texts)} prompts")
-        key = json.dumps({"prompts": texts, "templates": templates, "rows": len(store)}, sort_keys=True)
+        key = json.dumps({"prompts": texts, "templates": templates, "rows": len(store), "method": attribution,
+                          "steps": attribution_steps}, sort_keys=True)  # fmt: skip
         attr_path = root / f"attributions_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
         if attr_path.is_file() and str(np.load(attr_path)["key"]) == key:
             attributions = np.load(attr_path)["values"]
         else:
-            attributions = attribute_activations(session, store, texts, templates=templates, images=images,
-                                                 progress=progress)  # fmt: skip
+            attributions = attribute_activations(session, store, texts, method=attribution, steps=attribution_steps,
+                                                 templates=templates, images=images, progress=progress)  # fmt: skip
             np.savez(attr_path, values=attributions, key=np.array(key))
         cells = {size: cell_attribution(grid, attributions) for size, grid in grids.items()}
     return Atlas(store, coords, grids, icons, classes, attributions, cells)

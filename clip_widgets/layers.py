@@ -210,6 +210,26 @@ class LayerRegistry:
             for handle in handles:
                 handle.remove()
 
+    @contextmanager
+    def replace(self, name: str, value: torch.Tensor) -> Iterator[None]:
+        """Make layer ``name`` output ``value`` (batch-first, laid out as :meth:`capture` records
+        it) in every forward pass inside the ``with`` block, whatever its input: an intervention,
+        e.g. for path attributions. The hook is removed on exit, exception or not."""
+        self._check(name)
+        seq_first = name in self._sequence_first
+
+        def hook(_module, _inputs, output):
+            new = value.transpose(0, 1) if seq_first and value.ndim == 3 else value
+            if tuple(new.shape) != tuple(_first_tensor(output).shape):
+                raise ValueError(f"{name} outputs {tuple(_first_tensor(output).shape)}, not {tuple(new.shape)}")
+            return new if isinstance(output, torch.Tensor) else (new, *output[1:])
+
+        handle = self.visual.get_submodule(self._paths[name]).register_forward_hook(hook)
+        try:
+            yield
+        finally:
+            handle.remove()
+
     def forward(
         self, pixels: torch.Tensor, *names: str, detach: bool = True, need_output: bool = False
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:

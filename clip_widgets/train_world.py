@@ -17,6 +17,7 @@ import argparse
 import io
 import json
 import math
+import os
 import signal
 import tarfile
 import time
@@ -114,26 +115,31 @@ class Batches(torch.utils.data.IterableDataset):
         self.start, self.batch_size, self.seed, self.cifar = start, batch_size, seed, cifar
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, list[str]]]:
-        step = self.start
+        # With several loader workers, worker i draws steps start+i, start+i+n, ...; the loader reads
+        # them round-robin, so the order of batches (and a resumed run) does not depend on n.
+        worker = torch.utils.data.get_worker_info()
+        offset, stride = (worker.id, worker.num_workers) if worker is not None else (0, 1)
+        step = self.start + offset
         while True:
-            rng = np.random.default_rng([self.seed, step])
-            photos = self.batch_size // 4 if self.cifar is not None else 0
-            images, captions = [], []
-            while len(images) < self.batch_size - photos:
-                for scene in draw_twins(rng)[: self.batch_size - photos - len(images)]:
-                    images.append(np.asarray(scene.image))
-                    captions.append(scene.caption)
-            if photos:
-                x, y = self.cifar
-                picks = rng.integers(0, len(x), photos)
-                flips = rng.random(photos) < 0.5
-                photo_pixels = np.where(flips[:, None, None, None], x[picks][:, :, ::-1], x[picks])
-                pixels = torch.cat([to_pixels(images), to_pixels(photo_pixels)])
-                captions += [f"a photo of a {CIFAR_CLASSES[label]}" for label in y[picks]]
-            else:
-                pixels = to_pixels(images)
-            yield pixels, captions
-            step += 1
+            yield self.batch(step)
+            step += stride
+
+    def batch(self, step: int) -> tuple[torch.Tensor, list[str]]:
+        rng = np.random.default_rng([self.seed, step])
+        photos = self.batch_size // 4 if self.cifar is not None else 0
+        images, captions = [], []
+        while len(images) < self.batch_size - photos:
+            for scene in draw_twins(rng)[: self.batch_size - photos - len(images)]:
+                images.append(np.asarray(scene.image))
+                captions.append(scene.caption)
+        if not photos:
+            return to_pixels(images), captions
+        x, y = self.cifar
+        picks = rng.integers(0, len(x), photos)
+        flips = rng.random(photos) < 0.5
+        photo_pixels = np.where(flips[:, None, None, None], x[picks][:, :, ::-1], x[picks])
+        captions += [f"a photo of a {CIFAR_CLASSES[label]}" for label in y[picks]]
+        return torch.cat([to_pixels(images), to_pixels(photo_pixels)]), captions
 
 
 def clip_loss(
@@ -143,7 +149,7 @@ def clip_loss(
     many "a photo of a cat" and "a red circle", and pushing those apart would teach noise."""
     logits = logit_scale * F.normalize(image_features, dim=-1) @ F.normalize(text_features, dim=-1).T
     ids = {caption: k for k, caption in enumerate(dict.fromkeys(captions))}
-    caption_ids = torch.tensor([ids[c] for c in captions])
+    caption_ids = torch.tensor([ids[c] for c in captions], device=logits.device)
     same = (caption_ids[:, None] == caption_ids[None, :]).float()
     targets = same / same.sum(1, keepdim=True)
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
@@ -154,7 +160,8 @@ def evaluate(model: torch.nn.Module, tokenizer, *, scenes: int = 600, cifar_test
     """Zero-shot accuracy on held-out single-object scenes over the 30 classes (and over colour
     and shape alone, read off the same prediction), and on held-out CIFAR-10 photos."""
     model.eval()
-    text = F.normalize(model.encode_text(tokenizer([class_prompt(c) for c in CLASSES])), dim=-1)
+    device = next(model.parameters()).device
+    text = F.normalize(model.encode_text(tokenizer([class_prompt(c) for c in CLASSES]).to(device)), dim=-1)
     images, truth = [], []
     for k in range(scenes):
         rng = np.random.default_rng(EVAL_SEED_BASE + k)
@@ -164,7 +171,7 @@ def evaluate(model: torch.nn.Module, tokenizer, *, scenes: int = 600, cifar_test
         truth.append(target)
     predicted = []
     for chunk in range(0, scenes, 200):
-        features = F.normalize(model.encode_image(to_pixels(images[chunk : chunk + 200])), dim=-1)
+        features = F.normalize(model.encode_image(to_pixels(images[chunk : chunk + 200]).to(device)), dim=-1)
         predicted += [CLASSES[i] for i in (features @ text.T).argmax(-1).tolist()]
     pairs = [(p.split(), t.split()) for p, t in zip(predicted, truth, strict=True)]
     result = {
@@ -174,11 +181,12 @@ def evaluate(model: torch.nn.Module, tokenizer, *, scenes: int = 600, cifar_test
     }
     if cifar_test is not None:
         x, y = cifar_test
-        labels = F.normalize(model.encode_text(tokenizer([f"a photo of a {c}" for c in CIFAR_CLASSES])), dim=-1)
+        prompts = tokenizer([f"a photo of a {c}" for c in CIFAR_CLASSES]).to(device)
+        labels = F.normalize(model.encode_text(prompts), dim=-1)
         hits = 0
         for chunk in range(0, len(x), 500):
-            features = F.normalize(model.encode_image(to_pixels(x[chunk : chunk + 500])), dim=-1)
-            hits += int(((features @ labels.T).argmax(-1) == torch.from_numpy(y[chunk : chunk + 500])).sum())
+            features = F.normalize(model.encode_image(to_pixels(x[chunk : chunk + 500]).to(device)), dim=-1)
+            hits += int(((features @ labels.T).argmax(-1).cpu() == torch.from_numpy(y[chunk : chunk + 500])).sum())
         result["cifar_accuracy"] = hits / len(x)
     model.train()
     return result
@@ -189,7 +197,7 @@ def export(model: torch.nn.Module, directory: Path, metrics: dict | None = None)
     from safetensors.torch import save_file  # noqa: PLC0415
 
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
     save_file(state, directory / "open_clip_model.safetensors")
     config = {"model_cfg": WORLD_CONFIG, "preprocess_cfg": PREPROCESS}
     if metrics:
@@ -197,11 +205,12 @@ def export(model: torch.nn.Module, directory: Path, metrics: dict | None = None)
     (directory / "open_clip_config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
-def _leave_signals_to_the_main_process(_worker_id: int) -> None:
-    # Ctrl-C and `pkill` reach the data worker too; it must outlive them until the main process
-    # has finished its step and saved, then it is shut down with the loader.
+def _start_worker(_worker_id: int) -> None:
+    # Ctrl-C and `pkill` reach the data workers too; they must outlive them until the main process
+    # has finished its step and saved, then they are shut down with the loader.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    torch.set_num_threads(1)  # many workers share the cores; drawing is single-threaded anyway
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -219,12 +228,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--export-scenes", type=int, default=1500, help="held-out scenes for the shipped metrics")
     parser.add_argument("--export", type=Path, default=None, help="write the shipped weights here at the end")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when there is one)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes drawing scenes (default: one per spare core, at most 15)")  # fmt: skip
     parser.add_argument("--init", type=Path, default=None,
                         help="start a new run from these weights (an export directory or its safetensors), "
                              "e.g. clip_widgets/models/world-vit to train the shipped model further")  # fmt: skip
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    workers = args.workers or max(1, min(15, (os.cpu_count() or 2) - 1))
+    torch.backends.cuda.matmul.allow_tf32 = True  # float32 weights, TF32 matrix products on a GPU
 
     args.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
@@ -237,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     checkpoint_path = args.out / "checkpoint.pt"
     step = 0
     if checkpoint_path.exists():
-        checkpoint = torch.load(checkpoint_path, weights_only=True)
+        checkpoint = torch.load(checkpoint_path, weights_only=True, map_location="cpu")
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         step = int(checkpoint["step"])
@@ -248,6 +263,14 @@ def main(argv: list[str] | None = None) -> None:
         weights = args.init / "open_clip_model.safetensors" if args.init.is_dir() else args.init
         model.load_state_dict({k: v.float() for k, v in load_file(weights).items()})
         print(f"starting from the weights in {weights}")
+
+    model.to(device)
+    # The optimizer's moments follow the parameters (a checkpoint written on a GPU resumes on a CPU too).
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if torch.is_tensor(value) and key != "step":
+                state[key] = value.to(device)
+    print(f"training on {device} with {workers} data worker(s)")
 
     cifar = cifar_test = None
     if args.cifar is not None:
@@ -266,8 +289,12 @@ def main(argv: list[str] | None = None) -> None:
         return args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     loader = torch.utils.data.DataLoader(
-        Batches(step, args.batch_size, args.seed, cifar), batch_size=None, num_workers=1, prefetch_factor=4,
-        worker_init_fn=_leave_signals_to_the_main_process,
+        Batches(step, args.batch_size, args.seed, cifar),
+        batch_size=None,
+        num_workers=workers,
+        prefetch_factor=4,
+        worker_init_fn=_start_worker,
+        pin_memory=device.type == "cuda",
     )
     # Ctrl-C and `kill` stop the run between steps, so the checkpoint matches the log; a second
     # Ctrl-C stops at once. (Background jobs ignore SIGINT; SIGTERM still saves.)
@@ -291,8 +318,8 @@ def main(argv: list[str] | None = None) -> None:
                 raise KeyboardInterrupt
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
-            image_features = model.encode_image(pixels)
-            text_features = model.encode_text(tokenizer(captions))
+            image_features = model.encode_image(pixels.to(device, non_blocking=True))
+            text_features = model.encode_text(tokenizer(captions).to(device, non_blocking=True))
             loss = clip_loss(image_features, text_features, model.logit_scale.exp(), captions)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

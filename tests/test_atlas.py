@@ -134,7 +134,8 @@ def test_attribution_is_gradient_times_activation(session, folder, tmp_path):
     store = collect_activations(session, sorted(folder.glob("0?.png"))[:4], "blocks.0", tmp_path / "a", per_image=2,
                                 progress=False)  # fmt: skip
     prompts = ["a red circle", "a blue star", "a cat"]
-    result = attribute_activations(session, store, prompts, batch_size=3, progress=False)
+    result = attribute_activations(session, store, prompts, method="gradient_x_activation", batch_size=3,
+                                   progress=False)  # fmt: skip
     assert result.shape == (8, 3)
     # the same quantity one image and one class at a time, with plain autograd
     text = session.encode_text(prompts)
@@ -150,6 +151,59 @@ def test_attribution_is_gradient_times_activation(session, folder, tmp_path):
             token = 1 + r * 4 + c  # class token first, then a 4 x 4 patch grid
             expected = float((grad[0, token] * out["blocks.0"][0, token]).sum())
             assert result[row, k] == pytest.approx(expected, rel=1e-3, abs=1e-5)
+
+
+def test_integrated_gradients_attribution_equals_captum(session, folder, tmp_path):
+    from captum.attr import IntegratedGradients
+
+    from clip_widgets.atlas import attribute_activations
+
+    layer, steps = "blocks.0", 6  # blocks.1 is the last block: its patch tokens never reach the output
+    store = collect_activations(session, sorted(folder.glob("0?.png"))[:3], layer, tmp_path / "a", per_image=16,
+                                progress=False)  # fmt: skip
+    prompts = ["a red circle", "a blue star"]
+    result = attribute_activations(session, store, prompts, steps=steps, batch_size=2, progress=False)
+    assert np.abs(result).max() > 0.01
+    # reference: captum's integrated gradients over the patch tokens of blocks.0, from the store's
+    # mean activation, the rest of the tower run by a plain forward hook that swaps the block's output
+    text = session.encode_text(prompts)
+    scale = float(session.model.logit_scale.detach().exp())
+    block = session.model.visual.transformer.resblocks[0]
+    baseline_token = torch.from_numpy(store.activations.astype(np.float64).mean(0)).float()
+    for index in range(3):
+        pixels = session.preprocess(store.sources[index]["source"])
+        real: dict[str, torch.Tensor] = {}
+        handle = block.register_forward_hook(lambda _m, _i, out, real=real: real.setdefault("tokens", out.detach()))
+        session.model.visual(pixels)
+        handle.remove()
+        tokens = real["tokens"]  # (1, 17, D): class token, then a 4 x 4 grid
+
+        def logits_from_patches(patches, tokens=tokens, pixels=pixels):
+            whole = torch.cat([tokens[:, :1].expand(len(patches), -1, -1), patches], 1)
+            swap = block.register_forward_hook(lambda _m, _i, _out: whole)
+            try:
+                embedding = session.model.visual(pixels.expand(len(patches), -1, -1, -1))
+            finally:
+                swap.remove()
+            return scale * torch.nn.functional.normalize(embedding, dim=-1) @ text.T
+
+        patches = tokens[:, 1:]
+        ig = IntegratedGradients(logits_from_patches)
+        for k in range(2):
+            expected = ig.attribute(patches, baselines=baseline_token.expand_as(patches), target=k, n_steps=steps,
+                                    method="riemann_middle", internal_batch_size=1).sum(-1)[0]  # fmt: skip
+            rows = np.flatnonzero(store.origins[:, 0] == index)
+            for row in rows:
+                _, r, c = store.origins[row]
+                assert result[row, k] == pytest.approx(float(expected[r * 4 + c]), rel=1e-3, abs=1e-5)
+
+
+def test_unknown_attribution_method_lists_the_valid_ones(session, folder, tmp_path):
+    from clip_widgets.atlas import attribute_activations
+
+    store = collect_activations(session, sorted(folder.glob("0?.png"))[:1], "blocks.0", tmp_path / "a", progress=False)
+    with pytest.raises(ValueError, match="integrated_gradients"):
+        attribute_activations(session, store, ["a cat"], method="saliency", progress=False)
 
 
 def test_attribution_of_in_memory_collections_needs_the_images(session, tmp_path):

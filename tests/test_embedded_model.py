@@ -42,7 +42,7 @@ def test_default_is_the_embedded_vit_with_its_metrics(session):
     assert session.image_size == (64, 64)
     assert {"class_accuracy", "colour_accuracy", "shape_accuracy", "cifar_accuracy"} <= set(session.metrics)
     # what training measured on 1,500 held-out scenes at export (the target is 0.9; see the README)
-    assert session.metrics["class_accuracy"] >= 0.85
+    assert session.metrics["class_accuracy"] >= 0.9
 
 
 def test_zero_shot_over_the_thirty_classes(session):
@@ -52,10 +52,10 @@ def test_zero_shot_over_the_thirty_classes(session):
     predicted = [CLASSES[i] for i in (image_features(session, images) @ text.T).argmax(-1).tolist()]
     accuracy = np.mean([p == t for p, t in zip(predicted, truth, strict=True)])
     colour = np.mean([p.split()[0] == t.split()[0] for p, t in zip(predicted, truth, strict=True)])
-    assert accuracy > 0.75, accuracy  # chance is 1/30; the shipped model measures about 0.86
+    assert accuracy >= 0.9, accuracy  # chance is 1/30; the shipped model measures about 0.98
     assert colour > 0.95, colour
     # the shipped weights are the ones training scored at export (other held-out seeds)
-    assert abs(accuracy - session.metrics["class_accuracy"]) < 0.08, (accuracy, session.metrics)
+    assert abs(accuracy - session.metrics["class_accuracy"]) < 0.05, (accuracy, session.metrics)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -76,7 +76,7 @@ def test_a_shape_prompt_prefers_scenes_of_that_shape(session):
         text = session.encode_text([class_prompt(f"{colour} {shape}") for shape in SHAPES])
         scores = text @ image_features(session, [s.image for s in scenes]).T
         hits += (scores.argmax(dim=1) == torch.arange(len(SHAPES))).tolist()
-    assert np.mean(hits) > 0.75, np.mean(hits)  # chance is 1/5
+    assert np.mean(hits) > 0.9, np.mean(hits)  # chance is 1/5
 
 
 def test_surgery_maps_point_inside_the_named_object(session):
@@ -175,8 +175,8 @@ def test_atlas_attribution_points_to_the_class_of_the_images(session, tmp_path):
         scene = draw_scene(SEED + 4000 + k, spec=[(colour, shape)], word_probability=0.0)
         scene.image.save(tmp_path / f"{k:02d}.png")
         masks.append(scene.masks[0])
-    # blocks.3: later patch tokens reach the class token only through layer norms, which are
-    # blind to a token's scale, so gradient x activation is zero there (see attribute_activations)
+    # integrated gradients from the mean activation (the default); one-pass gradient x activation
+    # gives this ViT's object patches the wrong sign (see attribute_activations)
     store = collect_activations(session, tmp_path, "blocks.3", tmp_path / "acts", per_image=64, progress=False)
     attributions = attribute_activations(session, store, [class_prompt(c) for c in classes], progress=False)
     origins = store.origins

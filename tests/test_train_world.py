@@ -22,6 +22,16 @@ def test_batches_depend_only_on_seed_and_step():
     assert late[0].shape == (8, 3, 64, 64)
 
 
+def test_several_loader_workers_keep_the_order_of_steps():
+    # Each worker draws every n-th step; the loader must still hand out steps 0, 1, 2, ... in order.
+    data = Batches(start=2, batch_size=4, seed=5, cifar=None)
+    loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=3)
+    for step, (pixels, captions) in zip(range(2, 9), loader, strict=False):
+        expected_pixels, expected_captions = data.batch(step)
+        assert captions == expected_captions
+        torch.testing.assert_close(pixels, expected_pixels)
+
+
 def test_batches_mix_in_photos():
     x = np.zeros((10, 32, 32, 3), np.uint8)
     y = np.arange(10)
