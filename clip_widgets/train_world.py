@@ -40,6 +40,15 @@ WORLD_CONFIG = {
     "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 96, "heads": 3, "layers": 4},
 }
 """The embedded model: a 6-block ViT at 64 px (patch 8, an 8 x 8 grid) and a 4-block text tower."""
+WORLD_RN_CONFIG = {
+    "embed_dim": 128,
+    "quick_gelu": True,
+    "vision_cfg": {"image_size": 128, "layers": [2, 2, 2, 2], "width": 16, "head_width": 32},
+    "text_cfg": WORLD_CONFIG["text_cfg"],
+}
+"""Its ModifiedResNet twin: two bottlenecks per stage, at 128 px (scenes drawn at 64 px and
+scaled up), so the last stage is a 4 x 4 map, not 2 x 2, for Surgery and atlases."""
+ARCHITECTURES = {"vit": WORLD_CONFIG, "resnet": WORLD_RN_CONFIG}
 PREPROCESS = {"size": 64, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "interpolation": "bicubic",
               "resize_mode": "shortest"}  # fmt: skip
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -72,6 +81,11 @@ def load_cifar(path: Path, cache_dir: Path) -> tuple[np.ndarray, np.ndarray, np.
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **arrays)
     return arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
+
+
+def preprocess_cfg(model_cfg: dict) -> dict:
+    """The preprocessing an exported model ships with: :data:`PREPROCESS` at its input size."""
+    return {**PREPROCESS, "size": model_cfg["vision_cfg"]["image_size"]}
 
 
 def to_pixels(images: list[np.ndarray] | np.ndarray, size: int = 64) -> torch.Tensor:
@@ -111,8 +125,10 @@ class Batches(torch.utils.data.IterableDataset):
     """Batches for steps ``start``.. as (pixels, captions); batch ``k`` depends only on (seed, k).
     Scenes come in twins (:func:`draw_twins`); with ``cifar``, a quarter of each batch is photos."""
 
-    def __init__(self, start: int, batch_size: int, seed: int, cifar: tuple[np.ndarray, np.ndarray] | None):
-        self.start, self.batch_size, self.seed, self.cifar = start, batch_size, seed, cifar
+    def __init__(
+        self, start: int, batch_size: int, seed: int, cifar: tuple[np.ndarray, np.ndarray] | None, size: int = 64
+    ):
+        self.start, self.batch_size, self.seed, self.cifar, self.size = start, batch_size, seed, cifar, size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, list[str]]]:
         # With several loader workers, worker i draws steps start+i, start+i+n, ...; the loader reads
@@ -133,13 +149,13 @@ class Batches(torch.utils.data.IterableDataset):
                 images.append(np.asarray(scene.image))
                 captions.append(scene.caption)
         if not photos:
-            return to_pixels(images), captions
+            return to_pixels(images, self.size), captions
         x, y = self.cifar
         picks = rng.integers(0, len(x), photos)
         flips = rng.random(photos) < 0.5
         photo_pixels = np.where(flips[:, None, None, None], x[picks][:, :, ::-1], x[picks])
         captions += [f"a photo of a {CIFAR_CLASSES[label]}" for label in y[picks]]
-        return torch.cat([to_pixels(images), to_pixels(photo_pixels)]), captions
+        return torch.cat([to_pixels(images, self.size), to_pixels(photo_pixels, self.size)]), captions
 
 
 def clip_loss(
@@ -161,6 +177,8 @@ def evaluate(model: torch.nn.Module, tokenizer, *, scenes: int = 600, cifar_test
     and shape alone, read off the same prediction), and on held-out CIFAR-10 photos."""
     model.eval()
     device = next(model.parameters()).device
+    size = model.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else int(size)
     text = F.normalize(model.encode_text(tokenizer([class_prompt(c) for c in CLASSES]).to(device)), dim=-1)
     images, truth = [], []
     for k in range(scenes):
@@ -171,7 +189,7 @@ def evaluate(model: torch.nn.Module, tokenizer, *, scenes: int = 600, cifar_test
         truth.append(target)
     predicted = []
     for chunk in range(0, scenes, 200):
-        features = F.normalize(model.encode_image(to_pixels(images[chunk : chunk + 200]).to(device)), dim=-1)
+        features = F.normalize(model.encode_image(to_pixels(images[chunk : chunk + 200], size).to(device)), dim=-1)
         predicted += [CLASSES[i] for i in (features @ text.T).argmax(-1).tolist()]
     pairs = [(p.split(), t.split()) for p, t in zip(predicted, truth, strict=True)]
     result = {
@@ -185,21 +203,22 @@ def evaluate(model: torch.nn.Module, tokenizer, *, scenes: int = 600, cifar_test
         labels = F.normalize(model.encode_text(prompts), dim=-1)
         hits = 0
         for chunk in range(0, len(x), 500):
-            features = F.normalize(model.encode_image(to_pixels(x[chunk : chunk + 500]).to(device)), dim=-1)
+            features = F.normalize(model.encode_image(to_pixels(x[chunk : chunk + 500], size).to(device)), dim=-1)
             hits += int(((features @ labels.T).argmax(-1).cpu() == torch.from_numpy(y[chunk : chunk + 500])).sum())
         result["cifar_accuracy"] = hits / len(x)
     model.train()
     return result
 
 
-def export(model: torch.nn.Module, directory: Path, metrics: dict | None = None) -> None:
+def export(model: torch.nn.Module, directory: Path, metrics: dict | None = None, model_cfg: dict | None = None) -> None:
     """float16 safetensors + open_clip_config.json (model_cfg + preprocess_cfg), loadable by ModelSession."""
     from safetensors.torch import save_file  # noqa: PLC0415
 
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
     save_file(state, directory / "open_clip_model.safetensors")
-    config = {"model_cfg": WORLD_CONFIG, "preprocess_cfg": PREPROCESS}
+    model_cfg = model_cfg or WORLD_CONFIG
+    config = {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg(model_cfg)}
     if metrics:
         config["metrics"] = metrics
     (directory / "open_clip_config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -216,6 +235,8 @@ def _start_worker(_worker_id: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, log)")
+    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="vit",
+                        help="image tower: the ViT that ships as world-vit, or its ModifiedResNet twin")  # fmt: skip
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -243,8 +264,10 @@ def main(argv: list[str] | None = None) -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
-    model = open_clip.CLIP(**WORLD_CONFIG)
-    tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=WORLD_CONFIG["text_cfg"]["context_length"])
+    model_cfg = ARCHITECTURES[args.arch]
+    image_size = model_cfg["vision_cfg"]["image_size"]
+    model = open_clip.CLIP(**model_cfg)
+    tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=model_cfg["text_cfg"]["context_length"])
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
@@ -289,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
         return args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     loader = torch.utils.data.DataLoader(
-        Batches(step, args.batch_size, args.seed, cifar),
+        Batches(step, args.batch_size, args.seed, cifar, image_size),
         batch_size=None,
         num_workers=workers,
         prefetch_factor=4,
@@ -348,7 +371,7 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(sig, handler)
     if args.export is not None and step >= args.steps:
         metrics = evaluate(model, tokenizer, scenes=args.export_scenes, cifar_test=cifar_test)
-        export(model, args.export, {**metrics, "steps": step})
+        export(model, args.export, {**metrics, "steps": step}, model_cfg)
         print(json.dumps(metrics))
 
 

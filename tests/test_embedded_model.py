@@ -1,8 +1,9 @@
-"""The embedded default model shows real, checkable behaviour on the shapes world.
+"""The embedded models (the default ``world-vit`` and its ResNet twin ``world-rn``) show real,
+checkable behaviour on the shapes world.
 
 Each test asserts something a broken pipeline (wrong weights, wrong normalization, a shuffled
 tokenizer, maps flipped or transposed) would fail, with margins far from chance but below what
-the shipped model measures (see ``bench/eval_world.py`` and the README), never exact floats.
+the shipped models measure (see ``bench/eval_world.py`` and the README), never exact floats.
 Scenes come from seeds the training never draws (it uses small step-derived seeds).
 """
 
@@ -26,8 +27,17 @@ CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
+# per model: (architecture, input size, a layer for feature visualization, a layer with an 8 x 8 map)
+MODELS = {"world-vit": ("ViT", 64, "blocks.4", "blocks.3"), "world-rn": ("ResNet", 128, "layer3", "layer3")}
+
+
+@pytest.fixture(scope="module", params=list(MODELS))
+def session(request) -> ModelSession:
+    return ModelSession.load(request.param, device="cpu")
+
+
 @pytest.fixture(scope="module")
-def session() -> ModelSession:
+def vit() -> ModelSession:
     return ModelSession.default(device="cpu")
 
 
@@ -35,11 +45,15 @@ def image_features(session: ModelSession, images) -> torch.Tensor:
     return session.encode_image(torch.cat([whole_image_pixels(session, image) for image in images]))
 
 
-def test_default_is_the_embedded_vit_with_its_metrics(session):
-    assert session.name == "world-vit"
-    assert "world-vit" in ModelSession.embedded_models()
-    assert session.architecture == "ViT"
-    assert session.image_size == (64, 64)
+def test_default_is_the_embedded_vit():
+    assert ModelSession.default(device="cpu").name == "world-vit"
+    assert set(MODELS) <= set(ModelSession.embedded_models())
+
+
+def test_embedded_models_and_their_metrics(session):
+    architecture, size = MODELS[session.name][:2]
+    assert session.architecture == architecture
+    assert session.image_size == (size, size)
     assert {"class_accuracy", "colour_accuracy", "shape_accuracy", "cifar_accuracy"} <= set(session.metrics)
     # what training measured on 1,500 held-out scenes at export (the target is 0.9; see the README)
     assert session.metrics["class_accuracy"] >= 0.9
@@ -52,7 +66,7 @@ def test_zero_shot_over_the_thirty_classes(session):
     predicted = [CLASSES[i] for i in (image_features(session, images) @ text.T).argmax(-1).tolist()]
     accuracy = np.mean([p == t for p, t in zip(predicted, truth, strict=True)])
     colour = np.mean([p.split()[0] == t.split()[0] for p, t in zip(predicted, truth, strict=True)])
-    assert accuracy >= 0.9, accuracy  # chance is 1/30; the shipped model measures about 0.98
+    assert accuracy >= 0.9, accuracy  # chance is 1/30; the shipped models measure 0.98-1.0
     assert colour > 0.95, colour
     # the shipped weights are the ones training scored at export (other held-out seeds)
     assert abs(accuracy - session.metrics["class_accuracy"]) < 0.05, (accuracy, session.metrics)
@@ -94,7 +108,7 @@ def test_surgery_maps_point_inside_the_named_object(session):
     surgery, raw = np.mean(hits["surgery"]), np.mean(hits["raw"])
     assert len(chance) > 30
     # a random point lands in the object about 6% of the time; transposed or shuffled maps stay near
-    # that. The shipped model measures about 0.33 for Surgery and 0.02 for raw CLIP (bench/eval_world.py).
+    # that. The shipped models measure 0.36-0.47 for Surgery, 0.00-0.02 for raw CLIP (bench/eval_world.py).
     assert surgery > 3 * np.mean(chance), (surgery, np.mean(chance))
     assert surgery > raw + 0.1, (surgery, raw)
 
@@ -148,14 +162,16 @@ def test_feature_visualization_raises_units_above_noise_and_real_scenes(session)
     from clip_widgets.featvis import objectives as obj
 
     units = [0, 1, 2, 3]
-    result = render(session, obj.channel("blocks.4", units), batch=4, steps=64, progress=False)
+    layer = MODELS[session.name][2]
+    result = render(session, obj.channel(layer, units), batch=4, steps=64, progress=False)
     scenes = np.stack([np.asarray(draw_scene(SEED + 3000 + k).image) for k in range(32)])
-    noise = torch.rand(32, 3, 64, 64)
+    noise = torch.rand(32, 3, *session.image_size)
     for unit, image in zip(units, result.images, strict=True):
-        objective = obj.channel("blocks.4", unit)
+        objective = obj.channel(layer, unit)
         achieved = evaluate(session, objective, image[None])[0]
         on_noise, on_scenes = evaluate(session, objective, noise), evaluate(session, objective, scenes)
-        assert achieved > on_noise.max() + 1.0, (unit, achieved, on_noise.max())
+        # a margin in proportion, since the two towers' units live on different scales
+        assert achieved > on_noise.max() + 0.2 * abs(achieved), (unit, achieved, on_noise.max())
         assert achieved > np.quantile(on_scenes, 0.9), (unit, achieved, np.quantile(on_scenes, 0.9))
     # an image optimized for a class prompt is classified as that colour by the same model
     for colour in ("red", "blue"):
@@ -177,7 +193,8 @@ def test_atlas_attribution_points_to_the_class_of_the_images(session, tmp_path):
         masks.append(scene.masks[0])
     # integrated gradients from the mean activation (the default); one-pass gradient x activation
     # gives this ViT's object patches the wrong sign (see attribute_activations)
-    store = collect_activations(session, tmp_path, "blocks.3", tmp_path / "acts", per_image=64, progress=False)
+    store = collect_activations(session, tmp_path, MODELS[session.name][3], tmp_path / "acts", per_image=64,
+                                progress=False)  # fmt: skip
     attributions = attribute_activations(session, store, [class_prompt(c) for c in classes], progress=False)
     origins = store.origins
     own = origins[:, 0] % 2  # the class of each row's image
@@ -189,7 +206,9 @@ def test_atlas_attribution_points_to_the_class_of_the_images(session, tmp_path):
     assert preference[on_object & (own == 0)].mean() > 0 > preference[on_object & (own == 1)].mean()
 
 
-def test_saliency_falls_on_the_named_object(session):
+def test_saliency_falls_on_the_named_object(vit):
+    # the ViT only: on world-rn the plain gradient's mass on the object is 0.8x its area (README)
+    session = vit
     from clip_widgets.saliency import attribute
 
     shares, areas = [], []
@@ -201,7 +220,9 @@ def test_saliency_falls_on_the_named_object(session):
             continue
         result = attribute(session, whole_image_pixels(session, scene.image), class_prompt(obj.label), classes=prompts,
                            method="gradient")  # fmt: skip
-        saliency = result.maps[0]
+        saliency = result.maps[0]  # at the model's input size; the scene is 64 x 64
+        factor = saliency.shape[0] // obj.mask.shape[0]
+        saliency = saliency.reshape(obj.mask.shape[0], factor, obj.mask.shape[1], factor).sum((1, 3))
         shares.append(saliency[obj.mask].sum() / saliency.sum())
         areas.append(obj.mask.mean())
     # the gradient's mass on the named object is well above its share of the image (1x for a
@@ -209,7 +230,9 @@ def test_saliency_falls_on_the_named_object(session):
     assert np.mean(shares) > 1.3 * np.mean(areas), (np.mean(shares), np.mean(areas))
 
 
-def test_typographic_attack_report_on_circles(session):
+def test_typographic_attack_report_on_circles(vit):
+    # the ViT only: the ResNet twin barely reads the words (flip rate 0.02, README)
+    session = vit
     from clip_widgets.typographic import attack
 
     circles = [draw_scene(SEED + 6000 + k, spec=[("red", "circle")], word_probability=0.0).image for k in range(24)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -53,6 +54,17 @@ def test_training_runs_resumes_and_exports(tmp_path):
     assert 0.0 <= config["metrics"]["class_accuracy"] <= 1.0 and config["metrics"]["steps"] == 3
     session = ModelSession.from_checkpoint(tmp_path / "export" / "open_clip_model.safetensors", config)
     assert session.image_size == (64, 64) and session.mean == (0.5, 0.5, 0.5)
+
+
+def test_the_resnet_twin_trains_at_its_own_input_size(tmp_path):
+    main(["--arch", "resnet", "--out", str(tmp_path / "run"), "--batch-size", "8", "--steps", "1", "--eval-every",
+          "1000", "--eval-scenes", "30", "--export-scenes", "30", "--export", str(tmp_path / "export")])  # fmt: skip
+    session = ModelSession.load(tmp_path / "export", device="cpu")
+    assert session.architecture == "ResNet" and session.image_size == (128, 128)
+    # the shipped twin was exported by the same code: same config
+    shipped = json.loads((Path(__file__).parents[1] / "clip_widgets/models/world-rn/open_clip_config.json").read_text())
+    exported = json.loads((tmp_path / "export" / "open_clip_config.json").read_text())
+    assert exported["model_cfg"] == shipped["model_cfg"] and exported["preprocess_cfg"] == shipped["preprocess_cfg"]
 
 
 def test_export_round_trip(tmp_path):
