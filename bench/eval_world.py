@@ -1,6 +1,7 @@
 """Score the embedded model and CLIP Surgery against the shapes world's ground truth.
 
-    python bench/eval_world.py [--model world-vit | --checkpoint runs/world/checkpoint.pt] [--scenes 300]
+    python bench/eval_world.py [--model world-vit | --model world-rn | --checkpoint runs/world/checkpoint.pt
+                                [--arch resnet]] [--scenes 300]
 
 * zero-shot accuracy on held-out single-object scenes over the 30 colour x shape classes, and
   over colour alone and shape alone (read off the same 30-way prediction);
@@ -33,10 +34,12 @@ THRESHOLDS = np.linspace(0.05, 0.95, 19)
 
 def load_session(args) -> ModelSession:
     if args.checkpoint:
-        from clip_widgets.train_world import PREPROCESS, WORLD_CONFIG  # noqa: PLC0415
+        from clip_widgets.train_world import ARCHITECTURES, preprocess_cfg  # noqa: PLC0415
 
-        state = torch.load(args.checkpoint, weights_only=True)["model"]
-        session = ModelSession.from_config({"model_cfg": WORLD_CONFIG, "preprocess_cfg": PREPROCESS}, name="checkpoint")
+        state = torch.load(args.checkpoint, weights_only=True, map_location="cpu")["model"]
+        model_cfg = ARCHITECTURES[args.arch]
+        session = ModelSession.from_config({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg(model_cfg)},
+                                           name="checkpoint")  # fmt: skip
         session.model.load_state_dict(state)
         return session
     return ModelSession.load(args.model)
@@ -128,6 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="world-vit")
     parser.add_argument("--checkpoint", type=Path, default=None)
+    parser.add_argument("--arch", choices=["vit", "resnet"], default="vit", help="the checkpoint's image tower")
     parser.add_argument("--scenes", type=int, default=300)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()

@@ -1,6 +1,7 @@
 """Train the embedded default model: a small open_clip CLIP on the shapes world (+ CIFAR-10 photos).
 
     python -m clip_widgets.train_world --out runs/world --steps 3000 [--cifar ../shared/data/cifar10-train.tar.gz]
+        [--arch vit|resnet] [--device cuda|cpu] [--workers N]
 
 Contrastive training (symmetric InfoNCE) on scenes drawn on the fly from
 :mod:`clip_widgets.world`, each batch's scenes fixed by the step number, so a run is seeded and
@@ -8,7 +9,8 @@ a resumed run sees exactly the batches it would have seen. With ``--cifar``, a q
 batch is CIFAR-10 training photos captioned "a photo of a <class>"; the last 500 photos of
 each class are held out for evaluation. A checkpoint (model, optimizer, step) is written every
 ``--save-every`` steps and on Ctrl-C or SIGTERM; run the same command again to resume. ``--export`` writes
-the float16 safetensors and config that ship in ``clip_widgets/models/``.
+the float16 safetensors and config that ship in ``clip_widgets/models/``. It trains on the GPU
+when there is one; scenes are drawn by ``--workers`` processes, each drawing every n-th batch.
 """
 
 from __future__ import annotations
