@@ -305,7 +305,7 @@ def attribute_activations(
     gradient along that path, summed over channels, so an image's attributions add up (up to the
     step error) to how far its logit moves from the all-baseline image. ``"gradient_x_activation"``
     is the one-pass linear estimate of Activation Atlases (gradient at the real activation times
-    the activation): cheap, and right for convnets, but in a ViT the layer norms and softmax
+    the activation): cheap, and the paper's method (on a convnet), but in a ViT the layer norms and softmax
     attention make it unreliable, often of the wrong sign, for patch tokens. It is also zero on
     the patch tokens of the last two blocks, which reach the class token only through a layer
     norm that ignores their scale. A ViT's class token is held at its real value and not

@@ -198,6 +198,39 @@ def test_integrated_gradients_attribution_equals_captum(session, folder, tmp_pat
                 assert result[row, k] == pytest.approx(float(expected[r * 4 + c]), rel=1e-3, abs=1e-5)
 
 
+def test_integrated_gradients_add_up_to_the_change_of_the_logit(session, folder, tmp_path):
+    from clip_widgets.atlas import attribute_activations
+
+    # every position of the 4 x 4 grid is kept, so an image's rows cover all it has
+    store = collect_activations(session, sorted(folder.glob("1?.png"))[:2], "blocks.0", tmp_path / "a", per_image=16,
+                                progress=False)  # fmt: skip
+    prompts = ["a red circle", "a blue star"]
+    result = attribute_activations(session, store, prompts, steps=64, progress=False)
+    text = session.encode_text(prompts)
+    scale = float(session.model.logit_scale.detach().exp())
+    block = session.model.visual.transformer.resblocks[0]
+    mean = torch.from_numpy(store.activations.astype(np.float64).mean(0)).float()
+
+    def baseline_patches(_module, _inputs, out):
+        out = out.clone()
+        out[:, 1:] = mean  # every patch token at the store's mean; the class token as it is
+        return out
+
+    for index in range(2):
+        pixels = session.preprocess(store.sources[index]["source"])
+        with torch.no_grad():
+            real = scale * torch.nn.functional.normalize(session.model.visual(pixels), dim=-1) @ text.T
+            handle = block.register_forward_hook(baseline_patches)
+            try:
+                base = scale * torch.nn.functional.normalize(session.model.visual(pixels), dim=-1) @ text.T
+            finally:
+                handle.remove()
+        total = result[store.origins[:, 0] == index].sum(0)
+        change = (real - base)[0].numpy()
+        assert np.abs(change).max() > 0.05
+        np.testing.assert_allclose(total, change, rtol=0.02, atol=0.01)
+
+
 def test_unknown_attribution_method_lists_the_valid_ones(session, folder, tmp_path):
     from clip_widgets.atlas import attribute_activations
 
