@@ -316,7 +316,7 @@ def attribute_activations(
         raise ValueError(f"steps must be at least 1, not {steps}")
     layer = store.meta["layer"]
     text = session.encode_text(prompts, templates=templates).float()
-    scale = float(session.model.logit_scale.detach().exp()) if hasattr(session.model, "logit_scale") else 100.0
+    scale = session.logit_scale
     origins = store.origins
     by_image: dict[int, list[int]] = {}
     for row, (index, _, _) in enumerate(origins):

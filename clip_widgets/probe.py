@@ -30,9 +30,14 @@ def pooled_activations(session: Any, images: Sequence[Any], layer: str, *, batch
     rows = []
     for start in tqdm(range(0, len(images), batch_size), desc=f"pooling {layer}", disable=not progress):
         captured, _ = session.layers.forward(session.preprocess(list(images[start : start + batch_size])), layer)
-        values, _ = positions_of(captured[layer].float())
-        rows.append(values.mean(1).cpu().numpy())
+        rows.append(pool_positions(captured[layer]))
     return np.concatenate(rows)
+
+
+def pool_positions(activations: torch.Tensor) -> np.ndarray:
+    """``(N, units)``: a layer's output averaged over its image positions (see :func:`positions_of`)."""
+    values, _ = positions_of(activations.float())
+    return values.mean(1).cpu().numpy()
 
 
 @dataclass

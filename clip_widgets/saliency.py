@@ -44,16 +44,11 @@ class SaliencyResult:
     delta: np.ndarray | None = None
 
 
-def _logit_scale(session: Any) -> float:
-    scale = getattr(session.model, "logit_scale", None)
-    return float(scale.detach().exp()) if scale is not None else 100.0
-
-
 def class_logits(session: Any, pixels: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     """Zero-shot logits ``(N, C)`` of model-input ``pixels`` against unit-norm ``text`` ``(C, D)``,
     differentiable with respect to ``pixels``."""
     embedding = session.model.encode_image(pixels.to(device=session.device, dtype=session.dtype)).float()
-    return _logit_scale(session) * F.normalize(embedding, dim=-1) @ text.T
+    return session.logit_scale * F.normalize(embedding, dim=-1) @ text.T
 
 
 def _pixels(session: Any, images: Any) -> torch.Tensor:

@@ -609,6 +609,13 @@ class ModelSession:
         return int(out)
 
     @property
+    def logit_scale(self) -> float:
+        """The model's learned temperature, ``exp(logit_scale)``: a zero-shot logit is this times
+        a cosine similarity. 100 (CLIP's cap) for models without one."""
+        scale = getattr(self.model, "logit_scale", None)
+        return float(scale.detach().exp()) if scale is not None else 100.0
+
+    @property
     def layers(self) -> LayerRegistry:
         """Named layers of the image tower (built on first use)."""
         if self._layers is None:

@@ -406,8 +406,7 @@ def surgery_maps(
     with torch.no_grad():
         surgery = feature_surgery(tokens.surgery, text, redundant=redundant, temperature=temperature)
         raw = tokens.raw @ text.T
-        logit_scale = float(session.model.logit_scale.exp()) if hasattr(session.model, "logit_scale") else 100.0
-        probs = (raw[0, 0] * logit_scale).softmax(dim=-1)
+        probs = (raw[0, 0] * session.logit_scale).softmax(dim=-1)
         surgery_maps_ = similarity_to_maps(surgery[:, 1:], tokens.grid, out_size)[0]
         raw_maps = similarity_to_maps(raw[:, 1:], tokens.grid, out_size)[0]
     h, w = tokens.grid

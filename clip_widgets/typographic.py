@@ -48,10 +48,14 @@ def write_text(
 def zero_shot(session: Any, images: Sequence[Any], classes: Sequence[str],
               templates: Sequence[str] | None = None) -> np.ndarray:  # fmt: skip
     """Zero-shot probabilities ``(N, C)`` of ``images`` over the class prompts."""
+    return class_probabilities(session, session.encode_image(session.preprocess(list(images))), classes, templates)
+
+
+def class_probabilities(session: Any, features: torch.Tensor, classes: Sequence[str],
+                        templates: Sequence[str] | None = None) -> np.ndarray:  # fmt: skip
+    """Zero-shot probabilities ``(N, C)`` of unit-norm image embeddings over the class prompts."""
     text = session.encode_text(list(classes), templates=templates)
-    features = session.encode_image(session.preprocess(list(images)))
-    scale = float(session.model.logit_scale.detach().exp()) if hasattr(session.model, "logit_scale") else 100.0
-    return torch.softmax(scale * features @ text.T, dim=-1).cpu().numpy()
+    return torch.softmax(session.logit_scale * features @ text.T, dim=-1).cpu().numpy()
 
 
 @dataclass

@@ -12,8 +12,8 @@ from PIL import Image
 
 from ..codecs import Array
 from ..images import load_image
-from ..probe import pooled_activations
-from ..typographic import write_text, zero_shot
+from ..probe import pool_positions
+from ..typographic import class_probabilities, write_text
 from ._base import STATIC, WidgetBase
 
 log = logging.getLogger(__name__)
@@ -120,11 +120,16 @@ class TypographicLab(WidgetBase):
         self.busy = True
         try:
             attacked = self.attacked_image()
-            pair = [self._picture, attacked]
-            probs = zero_shot(self._session, pair, self.classes, self._templates) if self.classes else None
+            pixels = self._session.preprocess([self._picture, attacked])
+            watched = (self.layer,) if self.layer else ()
+            with self._session.layers.capture(*watched) as captured:  # one pass: embeddings and the layer
+                features = self._session.encode_image(pixels)
+            probs = None
+            if self.classes:
+                probs = class_probabilities(self._session, features, self.classes, self._templates)
             top: list[list[float]] = []
             if self.layer:
-                clean_units, attacked_units = pooled_activations(self._session, pair, self.layer, progress=False)
+                clean_units, attacked_units = pool_positions(captured[self.layer])
                 order = np.argsort(-np.abs(attacked_units - clean_units))[: self._units]
                 top = [[int(u), float(clean_units[u]), float(attacked_units[u])] for u in order]
             with self.hold_sync():
