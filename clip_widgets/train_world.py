@@ -16,24 +16,23 @@ when there is one; scenes are drawn by ``--workers`` processes, each drawing eve
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import os
 import signal
-import tarfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from tqdm.auto import tqdm
 
-from .world import CLASSES, COLOURS, SHAPES, Scene, class_prompt, draw_scene
+from .world import CLASSES, class_prompt, draw_scene
+from .world_batches import CIFAR_CLASSES, PREPROCESS, Batches, WorldMix, load_cifar, to_pixels
+
+__all__ = ["ARCHITECTURES", "Batches", "WorldMix", "evaluate", "export", "main", "preprocess_cfg"]
 
 WORLD_CONFIG = {
     "embed_dim": 128,
@@ -51,113 +50,12 @@ WORLD_RN_CONFIG = {
 """Its ModifiedResNet twin: two bottlenecks per stage, at 128 px (scenes drawn at 64 px and
 scaled up), so the last stage is a 4 x 4 map, not 2 x 2, for Surgery and atlases."""
 ARCHITECTURES = {"vit": WORLD_CONFIG, "resnet": WORLD_RN_CONFIG}
-PREPROCESS = {"size": 64, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "interpolation": "bicubic",
-              "resize_mode": "shortest"}  # fmt: skip
-CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-CIFAR_HELD_OUT = 500  # per class, the last ones by file name
 EVAL_SEED_BASE = 10**9  # evaluation scenes come from seeds training never uses
-
-
-def load_cifar(path: Path, cache_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(train images, train labels, held-out images, held-out labels) as uint8 (N, 32, 32, 3), cached as .npz."""
-    cache = cache_dir / "cifar10.npz"
-    if cache.exists():
-        data = np.load(cache)
-        return data["x_train"], data["y_train"], data["x_test"], data["y_test"]
-    by_class: dict[str, list[tuple[str, np.ndarray]]] = {c: [] for c in CIFAR_CLASSES}
-    with tarfile.open(path) as archive:
-        for member in tqdm(archive, desc="reading CIFAR-10", unit="file"):
-            parts = member.name.split("/")
-            if not member.isfile() or len(parts) != 3 or parts[1] not in by_class:
-                continue
-            raw = archive.extractfile(member).read()
-            by_class[parts[1]].append((parts[2], np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))))
-    splits: dict[str, list] = {"x_train": [], "y_train": [], "x_test": [], "y_test": []}
-    for label, name in enumerate(CIFAR_CLASSES):
-        items = [pixels for _, pixels in sorted(by_class[name], key=lambda item: item[0])]
-        splits["x_train"] += items[:-CIFAR_HELD_OUT]
-        splits["y_train"] += [label] * (len(items) - CIFAR_HELD_OUT)
-        splits["x_test"] += items[-CIFAR_HELD_OUT:]
-        splits["y_test"] += [label] * CIFAR_HELD_OUT
-    arrays = {k: np.asarray(v, dtype=np.uint8 if k.startswith("x") else np.int64) for k, v in splits.items()}
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, **arrays)
-    return arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
 
 
 def preprocess_cfg(model_cfg: dict) -> dict:
     """The preprocessing an exported model ships with: :data:`PREPROCESS` at its input size."""
     return {**PREPROCESS, "size": model_cfg["vision_cfg"]["image_size"]}
-
-
-def to_pixels(images: list[np.ndarray] | np.ndarray, size: int = 64) -> torch.Tensor:
-    """uint8 (N, h, w, 3) to normalized float (N, 3, size, size) with the model's own mean/std."""
-    x = torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).float() / 255.0
-    if x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    mean = torch.tensor(PREPROCESS["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(PREPROCESS["std"]).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
-OBJECT_COUNTS = (1, 2, 3)
-OBJECT_COUNT_ODDS = (0.6, 0.25, 0.15)
-SHAPE_EDIT_ODDS = 0.8  # a twin differs in one object's shape, else in its colour
-
-
-def draw_twins(rng: np.random.Generator) -> tuple[Scene, Scene]:
-    """Two scenes that differ in one object's shape or colour and in nothing else (same seed, so
-    same background, sizes, places and word): a hard negative for each other in the batch, so the
-    loss cannot be lowered by colour alone."""
-    count = int(rng.choice(OBJECT_COUNTS, p=OBJECT_COUNT_ODDS))
-    spec = [(str(rng.choice(list(COLOURS))), str(rng.choice(SHAPES))) for _ in range(count)]
-    edited = list(spec)
-    index = int(rng.integers(count))
-    colour, shape = spec[index]
-    if rng.random() < SHAPE_EDIT_ODDS:
-        shape = str(rng.choice([s for s in SHAPES if s != shape]))
-    else:
-        colour = str(rng.choice([c for c in COLOURS if c != colour]))
-    edited[index] = (colour, shape)
-    seed = int(rng.integers(2**62))
-    return draw_scene(seed, spec=spec), draw_scene(seed, spec=edited)
-
-
-class Batches(torch.utils.data.IterableDataset):
-    """Batches for steps ``start``.. as (pixels, captions); batch ``k`` depends only on (seed, k).
-    Scenes come in twins (:func:`draw_twins`); with ``cifar``, a quarter of each batch is photos."""
-
-    def __init__(
-        self, start: int, batch_size: int, seed: int, cifar: tuple[np.ndarray, np.ndarray] | None, size: int = 64
-    ):
-        self.start, self.batch_size, self.seed, self.cifar, self.size = start, batch_size, seed, cifar, size
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, list[str]]]:
-        # With several loader workers, worker i draws steps start+i, start+i+n, ...; the loader reads
-        # them round-robin, so the order of batches (and a resumed run) does not depend on n.
-        worker = torch.utils.data.get_worker_info()
-        offset, stride = (worker.id, worker.num_workers) if worker is not None else (0, 1)
-        step = self.start + offset
-        while True:
-            yield self.batch(step)
-            step += stride
-
-    def batch(self, step: int) -> tuple[torch.Tensor, list[str]]:
-        rng = np.random.default_rng([self.seed, step])
-        photos = self.batch_size // 4 if self.cifar is not None else 0
-        images, captions = [], []
-        while len(images) < self.batch_size - photos:
-            for scene in draw_twins(rng)[: self.batch_size - photos - len(images)]:
-                images.append(np.asarray(scene.image))
-                captions.append(scene.caption)
-        if not photos:
-            return to_pixels(images, self.size), captions
-        x, y = self.cifar
-        picks = rng.integers(0, len(x), photos)
-        flips = rng.random(photos) < 0.5
-        photo_pixels = np.where(flips[:, None, None, None], x[picks][:, :, ::-1], x[picks])
-        captions += [f"a photo of a {CIFAR_CLASSES[label]}" for label in y[picks]]
-        return torch.cat([to_pixels(images, self.size), to_pixels(photo_pixels, self.size)]), captions
 
 
 def clip_loss(
@@ -171,6 +69,21 @@ def clip_loss(
     same = (caption_ids[:, None] == caption_ids[None, :]).float()
     targets = same / same.sum(1, keepdim=True)
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+
+
+def adversarial_pixels(
+    model: torch.nn.Module, pixels: torch.Tensor, text_features: torch.Tensor, captions: list[str], epsilon: float
+) -> torch.Tensor:
+    """The batch moved within an L-infinity ball of ``epsilon`` (in 0..1 pixel units) to raise the
+    loss: one signed-gradient step from a random start (Wong et al., 2020, "Fast is better than
+    free"). Training on it makes the image tower's gradients follow what people see, so that
+    images made by gradient ascent on the model show shapes and colours, not pixel patterns."""
+    radius = epsilon / PREPROCESS["std"][0]  # the same ball in normalized units
+    delta = (torch.rand_like(pixels) * 2 - 1) * radius
+    delta.requires_grad_(True)
+    loss = clip_loss(model.encode_image(pixels + delta), text_features, model.logit_scale.exp().detach(), captions)
+    (gradient,) = torch.autograd.grad(loss, delta)
+    return pixels + (delta + 1.25 * radius * gradient.sign()).clamp(-radius, radius).detach()
 
 
 @torch.no_grad()
@@ -245,6 +158,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cifar", type=Path, default=None, help="cifar10-train.tar.gz to mix real photos in")
+    parser.add_argument("--varied", type=float, default=0.0,
+                        help="share of scenes drawn in the varied style (other backgrounds, sizes, camera)")
+    parser.add_argument("--text-scenes", type=float, default=0.0,
+                        help="share of each batch that shows only writing, captioned with what it names")
+    parser.add_argument("--read", type=float, default=0.0,
+                        help="share of varied scenes with a readable word whose caption names what the word names")
+    parser.add_argument("--adversarial", type=float, default=0.0, metavar="EPSILON",
+                        help="train on images perturbed within this L-inf radius (0..1 pixel units, e.g. 0.01)")
     parser.add_argument("--save-every", type=int, default=100)
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--eval-scenes", type=int, default=600, help="held-out scenes per periodic evaluation")
@@ -313,8 +234,9 @@ def main(argv: list[str] | None = None) -> None:
         progress = (k - args.warmup) / max(1, args.steps - args.warmup)
         return args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
+    mix = WorldMix(varied=args.varied, text=args.text_scenes, read=args.read)
     loader = torch.utils.data.DataLoader(
-        Batches(step, args.batch_size, args.seed, cifar, image_size),
+        Batches(step, args.batch_size, args.seed, cifar, image_size, mix),
         batch_size=None,
         num_workers=workers,
         prefetch_factor=4,
@@ -343,8 +265,11 @@ def main(argv: list[str] | None = None) -> None:
                 raise KeyboardInterrupt
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
-            image_features = model.encode_image(pixels.to(device, non_blocking=True))
+            pixels = pixels.to(device, non_blocking=True)
             text_features = model.encode_text(tokenizer(captions).to(device, non_blocking=True))
+            if args.adversarial:
+                pixels = adversarial_pixels(model, pixels, text_features.detach(), captions, args.adversarial)
+            image_features = model.encode_image(pixels)
             loss = clip_loss(image_features, text_features, model.logit_scale.exp(), captions)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from .world_styles import RADIUS_RANGE, camera, varied_background
+
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (215, 35, 35),
     "green": (40, 160, 55),
@@ -33,7 +35,17 @@ CLASSES: tuple[str, ...] = tuple(f"{colour} {shape}" for colour in COLOURS for s
 WORDS: tuple[str, ...] = (*COLOURS, *SHAPES, "cat", "dog", "car", "ship", "apple", "ipod", "bird", "truck")
 """Words that may be written into scenes."""
 
+STYLES = ("plain", "varied")
+"""``plain``: soft desaturated textures, two sizes; ``varied``: see :mod:`clip_widgets.world_styles`."""
+READABLE: dict[str, str] = {
+    **{shape: f"a {shape}" for shape in ("circle", "square", "triangle", "cross", "star")},
+    **{word: f"a {word}" for word in ("cat", "dog", "car", "ship", "bird", "truck")},
+    "apple": "an apple",
+}
+"""Words a text scene can show, with the caption that names what each word names."""
+
 _SIZES = {"small": (0.11, 0.15), "large": (0.19, 0.25)}  # radius as a fraction of the image side
+_LARGE_FROM = 0.17  # in the varied style, radii from here up are called large
 
 
 @dataclass
@@ -154,12 +166,18 @@ def draw_scene(
     words: tuple[str, ...] = WORDS,
     spec: list[tuple[str, str]] | None = None,
     word: str | None = None,
+    style: str = "plain",
+    photos: np.ndarray | None = None,
 ) -> Scene:
     """Draw one scene. ``objects`` is a count or an inclusive range; ``spec`` fixes the
     (colour, shape) of each object; ``word`` forces a written word (else one is written with
-    ``word_probability``). Same seed and arguments, same scene."""
+    ``word_probability``). ``style="varied"`` draws other backgrounds (``photos``, uint8
+    (N, h, w, 3), among them), sizes and camera effects. Same seed and arguments, same scene."""
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; choose one of {STYLES}")
+    varied = style == "varied"
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    image = _background(rng, size)
+    image = Image.fromarray(varied_background(rng, size, photos).astype(np.uint8)) if varied else _background(rng, size)
     if spec is None:
         count = objects if isinstance(objects, int) else int(rng.integers(objects[0], objects[1] + 1))
         spec = [(str(rng.choice(list(COLOURS))), str(rng.choice(SHAPES))) for _ in range(count)]
@@ -174,6 +192,9 @@ def draw_scene(
         size_name = "large" if rng.random() < (0.6 if len(spec) == 1 else 0.35) else "small"
         size_in_caption = bool(rng.random() < 0.5)
         radius = rng.uniform(*_SIZES[size_name]) * size
+        if varied:  # the whole range of sizes; a crowd keeps to the smaller ones
+            fraction = rng.uniform(RADIUS_RANGE[0], RADIUS_RANGE[1] if len(spec) == 1 else 0.26)
+            radius, size_name = fraction * size, "large" if fraction >= _LARGE_FROM else "small"
         for _ in range(50):  # rejection sampling keeps objects from covering each other much
             center = (rng.uniform(radius, size - radius), rng.uniform(radius, size - radius))
             if all(math.dist(center, o.center) > 0.9 * (radius + o.radius) for o in placed):
@@ -182,7 +203,7 @@ def draw_scene(
         # colour (same seed, edited spec) share background, sizes, places and word
         angle = rng.uniform(0, 2 * math.pi)
         polygon = shape_polygon(shape, center, radius, angle if shape != "circle" else 0.0)
-        fill = tuple(int(np.clip(c + rng.normal(0, 10), 0, 255)) for c in COLOURS[colour])
+        fill = tuple(int(np.clip(c + rng.normal(0, 18 if varied else 10), 0, 255)) for c in COLOURS[colour])
         draw.polygon(polygon, fill=fill)
         mask_image = Image.new("L", (size, size))
         ImageDraw.Draw(mask_image).polygon(polygon, fill=255)
@@ -196,14 +217,73 @@ def draw_scene(
     if word is None and rng.random() < word_probability:
         word = str(rng.choice(words))
     if word:
-        font = _font(int(rng.integers(max(9, size // 6), max(10, size // 4))))
-        box = draw.textbbox((0, 0), word, font=font)
-        width, height = box[2] - box[0], box[3] - box[1]
-        x = rng.uniform(0, max(1, size - width)) - box[0]
-        y = rng.uniform(0, max(1, size - height)) - box[1]
-        ink = (20, 20, 20) if rng.random() < 0.5 else (245, 245, 245)
-        draw.text((x, y), word, fill=ink, font=font)
-        text_image = Image.new("L", (size, size))
-        ImageDraw.Draw(text_image).text((x, y), word, fill=255, font=font)
-        word_mask = np.asarray(text_image) > 127
+        heights = (size // 8, size // 3) if varied else (size // 6, size // 4)
+        dark = bool(np.asarray(image).mean() > 120) if varied else None  # legible on any background
+        word_mask = _write(draw, rng, word, int(rng.integers(max(9, heights[0]), max(10, heights[1]))), size, dark)
+    if varied:
+        image = camera(image, rng)
     return Scene(image=image, caption=caption_for(placed, word), objects=placed, word=word, word_mask=word_mask)
+
+
+def _write(
+    draw: ImageDraw.ImageDraw,
+    rng: np.random.Generator,
+    word: str,
+    height: int,
+    size: int,
+    dark: bool | None = None,
+    region: tuple[float, float, float, float] | None = None,
+) -> np.ndarray:
+    """Write ``word`` at a random place (inside ``region``, x0 y0 x1 y1, if given) in near-black
+    or near-white ink (``dark`` picks, else chance); returns its mask."""
+    font = _font(height)
+    box = draw.textbbox((0, 0), word, font=font)
+    width, text_height = box[2] - box[0], box[3] - box[1]
+    x0, y0, x1, y1 = region or (0, 0, size, size)
+    x = x0 + rng.uniform(0, max(1, x1 - x0 - width)) - box[0]
+    y = y0 + rng.uniform(0, max(1, y1 - y0 - text_height)) - box[1]
+    ink = (20, 20, 20) if rng.random() < 0.5 else (245, 245, 245)
+    if dark is not None:
+        ink = (20, 20, 20) if dark else (245, 245, 245)
+    draw.text((x, y), word, fill=ink, font=font)
+    text_image = Image.new("L", (size, size))
+    ImageDraw.Draw(text_image).text((x, y), word, fill=255, font=font)
+    return np.asarray(text_image) > 127
+
+
+def draw_text_scene(
+    seed: int | np.random.Generator,
+    *,
+    size: int = 64,
+    text: str | None = None,
+    photos: np.ndarray | None = None,
+) -> Scene:
+    """A scene that shows only writing, captioned with what the writing names, as a caption on
+    the web names the thing a sign or label names: "star" is captioned "a star", "red star"
+    "a red star", "cat" "a cat". Sometimes the word stands on a sign. ``text`` forces the
+    writing (a key of :data:`READABLE` or a colour-shape class), else one is drawn."""
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    if text is None:
+        text = str(rng.choice(list(READABLE))) if rng.random() < 0.6 else str(rng.choice(CLASSES))
+    if text in READABLE:
+        caption = READABLE[text]
+    elif text in CLASSES:
+        caption = class_prompt(text)
+    else:
+        raise ValueError(f"cannot caption the writing {text!r}; choose a class or one of {list(READABLE)}")
+    image = Image.fromarray(varied_background(rng, size, photos).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    dark_ink, region = bool(np.asarray(image).mean() > 120), None
+    if rng.random() < 0.4:  # a sign: a light or dark board behind the word, ink in the other
+        w, h = rng.uniform(0.6, 0.95) * size, rng.uniform(0.3, 0.55) * size
+        x0, y0 = rng.uniform(0, size - w), rng.uniform(0, size - h)
+        dark_ink = bool(rng.random() < 0.5)
+        shade = int(rng.integers(180, 250) if dark_ink else rng.integers(10, 70))
+        draw.rectangle((x0, y0, x0 + w, y0 + h), fill=(shade, shade, shade))
+        region = (x0, y0, x0 + w, y0 + h)
+    height = int(rng.integers(max(9, size // 6), max(10, size // 3)))
+    while height > 9 and draw.textbbox((0, 0), text, font=_font(height))[2] > size:
+        height -= 1
+    word_mask = _write(draw, rng, text, height, size, dark_ink, region)
+    image = camera(image, rng)
+    return Scene(image=image, caption=caption, objects=[], word=text, word_mask=word_mask)

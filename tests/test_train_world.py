@@ -124,3 +124,60 @@ def test_a_new_run_can_start_from_exported_weights(tmp_path):
     shipped = load_file(tmp_path / "shipped" / "open_clip_model.safetensors")
     for name in ("visual.conv1.weight", "token_embedding.weight", "text_projection"):
         torch.testing.assert_close(started[name], shipped[name].float())
+
+
+def test_a_world_mix_sets_the_shares_of_a_batch():
+    from clip_widgets.train_world import WorldMix  # noqa: PLC0415
+    from clip_widgets.world import READABLE  # noqa: PLC0415
+
+    x = np.random.default_rng(0).integers(0, 255, (10, 32, 32, 3), dtype=np.uint8)
+    data = Batches(start=0, batch_size=20, seed=0, cifar=(x, np.arange(10)), mix=WorldMix(varied=1.0, text=0.25))
+    pixels, captions = data.batch(4)
+    assert pixels.shape == (20, 3, 64, 64)
+    photos = [c for c in captions if c.startswith("a photo of a ")]
+    written = captions[10:15]  # scenes first, then writing, then photos
+    assert len(photos) == 5 and all(c in READABLE.values() or c.count(" ") == 2 for c in written)
+    assert not any(c.startswith("a photo") for c in written)
+    # text scenes come in twins that differ only in the writing
+    assert all(written[i] != written[i + 1] for i in range(0, 4, 2))
+    # the varied style draws other backgrounds than the plain one (plain backgrounds are desaturated)
+    plain_pixels, _ = Batches(start=0, batch_size=20, seed=0, cifar=None).batch(4)
+    assert pixels[:10].std() > 1.1 * plain_pixels[:10].std()
+
+
+def test_reading_captions_name_what_the_written_word_names():
+    from clip_widgets.train_world import WorldMix  # noqa: PLC0415
+    from clip_widgets.world import READABLE  # noqa: PLC0415
+
+    def scene_captions(read: float) -> list[str]:
+        data = Batches(start=0, batch_size=64, seed=1, cifar=None, mix=WorldMix(varied=1.0, read=read))
+        return [c for step in range(4) for c in data.batch(step)[1]]
+
+    read, unread = scene_captions(1.0), scene_captions(0.0)
+    # with reading captions, a scene with "star" written in is captioned "a star", whatever is drawn
+    assert sum(c in READABLE.values() for c in read) >= 10
+    assert not any(c in READABLE.values() for c in unread)
+    assert sum("with the word" in c for c in unread) > sum("with the word" in c for c in read) > 0
+
+
+def test_adversarial_pixels_stay_in_the_ball_and_raise_the_loss():
+    import open_clip  # noqa: PLC0415
+
+    from clip_widgets.train_world import WORLD_CONFIG, adversarial_pixels, clip_loss  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**WORLD_CONFIG)
+    pixels, captions = Batches(start=0, batch_size=8, seed=2, cifar=None).batch(0)
+    tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=32)
+    with torch.no_grad():
+        text = model.encode_text(tokenizer(captions))
+    moved = adversarial_pixels(model, pixels, text, captions, epsilon=0.02)
+    assert (moved - pixels).abs().max() <= 0.02 / 0.25 + 1e-6  # 0.02 of the 0..1 range, in normalized units
+    assert (moved - pixels).abs().max() > 0.02 / 0.25 * 0.9
+    with torch.no_grad():
+        scale = model.logit_scale.exp()
+        clean = clip_loss(model.encode_image(pixels), text, scale, captions)
+        attacked = clip_loss(model.encode_image(moved), text, scale, captions)
+        noise = pixels + (torch.rand_like(pixels) * 2 - 1) * 0.02 / 0.25
+        random = clip_loss(model.encode_image(noise), text, scale, captions)
+    assert attacked > clean and attacked - clean > 3 * abs(random - clean)

@@ -74,3 +74,56 @@ def test_sizes_in_captions_are_true_and_sometimes_left_out():
             assert scene.caption == class_prompt(obj.label)  # a lone shape reads like a zero-shot prompt
     assert named > 10 and unnamed > 10
     assert {class_prompt("orange star"), class_prompt("red circle")} == {"an orange star", "a red circle"}
+
+
+def test_the_varied_style_keeps_twins_aligned_and_sizes_in_range():
+    from clip_widgets.world_styles import RADIUS_RANGE  # noqa: PLC0415
+
+    photos = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    radii = []
+    for seed in range(30):
+        a = draw_scene(seed, spec=[("red", "star")], style="varied", photos=photos, word_probability=0.0)
+        b = draw_scene(seed, spec=[("red", "circle")], style="varied", photos=photos, word_probability=0.0)
+        # twins: the same background and camera everywhere but on the edited object
+        outside = ~(a.masks[0] | b.masks[0])
+        grown = np.asarray(a.image, float)[outside] - np.asarray(b.image, float)[outside]
+        assert np.abs(grown).mean() < 8, seed  # sensor noise is drawn the same; blur mixes edges
+        radii.append(a.objects[0].radius / 64)
+    assert RADIUS_RANGE[0] <= min(radii) and max(radii) <= RADIUS_RANGE[1]
+    assert max(radii) - min(radii) > 0.15  # small and large shapes both occur
+    with pytest.raises(ValueError, match="unknown style 'fancy'.*plain"):
+        draw_scene(0, style="fancy")
+
+
+def test_varied_scenes_keep_the_named_colour_the_strongest_on_the_object():
+    hits = 0
+    for seed in range(60):
+        colour = list(COLOURS)[seed % len(COLOURS)]
+        scene = draw_scene(seed, spec=[(colour, "square")], style="varied", word_probability=0.0)
+        mean = np.asarray(scene.image, float)[scene.masks[0]].mean(0)
+        chroma = np.array(list(COLOURS.values()), float)
+        chroma -= chroma.mean(1, keepdims=True)  # each named colour less its grey: a direction of hue
+        chroma /= np.linalg.norm(chroma, axis=1, keepdims=True)
+        hits += list(COLOURS)[int(np.argmax(chroma @ (mean - mean.mean())))] == colour  # nearest hue, any light
+    assert hits >= 55, hits
+
+
+def test_text_scenes_show_the_word_and_name_what_it_names():
+    from clip_widgets.world import READABLE, draw_text_scene  # noqa: PLC0415
+
+    captions = set()
+    for seed in range(40):
+        scene = draw_text_scene(seed)
+        assert scene.objects == [] and scene.word_mask.sum() > 10, seed
+        pixels = np.asarray(scene.image, float).mean(-1)
+        near = np.zeros_like(scene.word_mask)
+        near[1:-1, 1:-1] = scene.word_mask[:-2, 1:-1] | scene.word_mask[2:, 1:-1]
+        # the ink stands out from what surrounds it (camera noise and blur included)
+        assert abs(pixels[scene.word_mask].mean() - pixels[near & ~scene.word_mask].mean()) > 20, seed
+        expected = READABLE.get(scene.word) or class_prompt(scene.word)
+        assert scene.caption == expected
+        captions.add(scene.caption)
+    assert {"a star", "a cat"} & captions and any(c in captions for c in map(class_prompt, CLASSES))
+    assert draw_text_scene(1, text="cross").caption == "a cross"
+    with pytest.raises(ValueError, match="cannot caption the writing 'house'.*'star'"):
+        draw_text_scene(0, text="house")
