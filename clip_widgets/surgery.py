@@ -33,6 +33,7 @@ DEFAULT_DEPTH = 6
 """Blocks of a ViT that get the value-value path: the reference implementation's choice."""
 
 ThresholdMethod = Literal["fixed", "quantile", "otsu"]
+MapScale = Literal["joint", "label"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,15 +226,45 @@ def feature_surgery(
     return weighted - weighted.mean(dim=-1, keepdim=True)
 
 
-def similarity_to_maps(similarity: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+def map_range(
+    similarity: torch.Tensor, scale: MapScale = "label", floor: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The similarities that become 0 and 1 of a map, broadcastable to ``similarity`` (N, T, L).
+
+    ``"label"`` stretches each label's map from its own lowest to its highest token (the
+    reference implementation's min-max), so a label absent from the image still shows hot
+    spots. ``"joint"`` puts all labels of an image on one scale, so heat can be compared across
+    labels. ``floor`` replaces the low end: similarities at or below it map to 0 (the remedy the
+    CLIP Surgery write-up gives for absent labels, a threshold before normalizing).
+    """
+    if scale == "label":
+        low, high = similarity.amin(dim=1, keepdim=True), similarity.amax(dim=1, keepdim=True)
+    elif scale == "joint":
+        low, high = similarity.amin(dim=(1, 2), keepdim=True), similarity.amax(dim=(1, 2), keepdim=True)
+    else:
+        raise ValueError(f"unknown map scale {scale!r}; choose 'joint' or 'label'")
+    if floor is not None:
+        low = torch.full_like(low, float(floor))
+        high = torch.maximum(high, low + 1e-6)  # nothing above the floor: an all-cold map
+    return low, high
+
+
+def similarity_to_maps(
+    similarity: torch.Tensor,
+    grid: tuple[int, int],
+    size: tuple[int, int],
+    *,
+    scale: MapScale = "label",
+    floor: float | None = None,
+) -> torch.Tensor:
     """Patch-token similarities (N, h*w, L) to maps (N, L, H, W) in [0, 1].
 
-    Each label's map is min-max normalized over the patch tokens, laid out on the ``grid`` and
+    Each label's similarities are mapped to [0, 1] on the range :func:`map_range` gives (by
+    default each label's own min-max over the patch tokens), laid out on the ``grid`` and
     resized bilinearly to ``size`` (H, W).
     """
-    low = similarity.amin(dim=1, keepdim=True)
-    high = similarity.amax(dim=1, keepdim=True)
-    normalized = (similarity - low) / (high - low).clamp_min(1e-12)
+    low, high = map_range(similarity, scale, floor)
+    normalized = ((similarity - low) / (high - low).clamp_min(1e-12)).clamp(0, 1)
     n, _, labels = normalized.shape
     maps = normalized.transpose(1, 2).reshape(n, labels, grid[0], grid[1])
     return F.interpolate(maps, size=tuple(size), mode="bilinear")
@@ -287,11 +318,14 @@ def similarity_map_to_points(
     *,
     threshold: float = 0.8,
     down_sample: int = 2,
+    value_range: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Point prompts for Segment Anything from one label's patch-token similarities.
 
     ``token_map`` is (h, w) (or a flat square h*w). It is smoothed by a bilinear down-sampling
-    by ``down_sample``, min-max normalized, and the cells at or above ``threshold`` become
+    by ``down_sample``, normalized (min-max, or from ``value_range`` = (low, high), the scale of
+    the map shown beside it, so a cold map gives no positive points), and the cells at or above
+    ``threshold`` become
     positive points (the highest first), as many of the lowest cells become negative points,
     at most half the cells each. Returns ``points`` (K, 2) int as (x, y) pixel coordinates of
     an image of ``shape`` (H, W), and ``labels`` (K,) uint8, 1 for positive and 0 for negative:
@@ -309,7 +343,8 @@ def similarity_map_to_points(
     cells = F.interpolate(grid[None, None], size=small, mode="bilinear")[0, 0]
     rows, cols = cells.shape
     flat = cells.reshape(-1)
-    flat = (flat - flat.min()) / (flat.max() - flat.min()).clamp_min(1e-12)
+    low, high = (flat.min(), flat.max()) if value_range is None else map(torch.tensor, value_range)
+    flat = ((flat - low) / (high - low).clamp_min(1e-12)).clamp(0, 1)
     order = flat.argsort(stable=True)
     count = min(int((flat >= threshold).sum()), flat.numel() // 2)
     chosen = torch.cat([order[flat.numel() - count :], order[:count]]) if count else order[:0]
@@ -348,9 +383,17 @@ class SurgeryResult:
         """Segment Anything point prompts for a label (see :func:`similarity_map_to_points`)."""
         index = self.labels.index(label) if isinstance(label, str) else int(label)
         tokens = self.surgery_tokens if mode == "surgery" else self.raw_tokens
-        return similarity_map_to_points(
-            tokens[index], self.surgery.shape[-2:], threshold=threshold, down_sample=down_sample
-        )
+        return similarity_map_to_points(tokens[index], self.surgery.shape[-2:], threshold=threshold,
+                                        down_sample=down_sample, value_range=self.value_range(index, mode))  # fmt: skip
+
+    def value_range(self, label: int | str, mode: str = "surgery") -> tuple[float, float] | None:
+        """The similarities drawn as 0 and 1 in ``label``'s map (None for results made without a scale)."""
+        index = self.labels.index(label) if isinstance(label, str) else int(label)
+        scale = self.info.get("scale", {}).get(mode)
+        if scale is None:
+            return None
+        pick = index if len(scale["low"]) > 1 else 0
+        return float(scale["low"][pick]), float(scale["high"][pick])
 
 
 def whole_image_pixels(session: Any, picture: Any) -> torch.Tensor:
@@ -376,6 +419,8 @@ def surgery_maps(
     depth: int = DEFAULT_DEPTH,
     temperature: float = 2.0,
     redundant_prompt: str = "",
+    scale: MapScale = "joint",
+    floor: float | None = 0.0,
 ) -> SurgeryResult:
     """CLIP Surgery and raw CLIP maps of ``labels`` over one image.
 
@@ -384,6 +429,14 @@ def surgery_maps(
     cache, with an optional prompt-template ensemble. ``size`` is the output map size: the
     image's own size (``"image"``), the model input size (``"input"``), or ``(H, W)``.
     With a single label, feature surgery subtracts the embedding of ``redundant_prompt``.
+
+    ``scale="joint"`` (the default) draws all labels' maps on one scale, so a label absent from
+    the image looks cold next to one that is present; ``"label"`` stretches each map on its own,
+    as the reference implementation does. Surgery similarities are centred on the mean over
+    labels, so ``floor=0.0`` (the default) maps every patch that is no more like a label than
+    the average label to 0; ``None`` uses the lowest similarity. Raw CLIP maps use the scale
+    without a floor. ``info["scale"]`` holds each map kind's (low, high) in similarity units,
+    per label with ``"label"``: the numbers a legend needs.
     """
     from .images import load_image
 
@@ -407,8 +460,13 @@ def surgery_maps(
         surgery = feature_surgery(tokens.surgery, text, redundant=redundant, temperature=temperature)
         raw = tokens.raw @ text.T
         probs = (raw[0, 0] * session.logit_scale).softmax(dim=-1)
-        surgery_maps_ = similarity_to_maps(surgery[:, 1:], tokens.grid, out_size)[0]
-        raw_maps = similarity_to_maps(raw[:, 1:], tokens.grid, out_size)[0]
+        surgery_maps_ = similarity_to_maps(surgery[:, 1:], tokens.grid, out_size, scale=scale, floor=floor)[0]
+        raw_maps = similarity_to_maps(raw[:, 1:], tokens.grid, out_size, scale=scale)[0]
+        floors = {"surgery": floor is not None, "raw": False}
+        ranges = {
+            "surgery": [t.flatten().tolist() for t in map_range(surgery[:, 1:], scale, floor)],
+            "raw": [t.flatten().tolist() for t in map_range(raw[:, 1:], scale)],
+        }
     h, w = tokens.grid
     return SurgeryResult(
         labels=labels,
@@ -417,5 +475,7 @@ def surgery_maps(
         surgery_tokens=surgery[0, 1:].T.reshape(len(labels), h, w).cpu().numpy(),
         raw_tokens=raw[0, 1:].T.reshape(len(labels), h, w).cpu().numpy(),
         probs=probs.cpu().numpy(),
-        info={"grid": (h, w), "depth": depth, "templates": None if templates is None else list(templates)},
+        info={"grid": (h, w), "depth": depth, "templates": None if templates is None else list(templates),
+              "scale": {kind: {"kind": scale, "low": low, "high": high, "floor": floors[kind]}
+                        for kind, (low, high) in ranges.items()}},  # fmt: skip
     )

@@ -16,6 +16,7 @@ from clip_widgets.errors import UnsupportedModelError
 from clip_widgets.surgery import (
     dense_tokens,
     feature_surgery,
+    map_range,
     similarity_map_to_points,
     similarity_to_maps,
     threshold_map,
@@ -128,6 +129,30 @@ def test_similarity_to_maps_normalizes_each_label_and_resizes():
     big = similarity_to_maps(similarity, (2, 2), (7, 5))
     assert big.shape == (1, 2, 7, 5)
     assert float(big.min()) >= 0.0 and float(big.max()) <= 1.0
+
+
+def test_a_joint_scale_and_a_floor_keep_labels_comparable():
+    similarity = torch.tensor([[[0.0, 10.0], [1.0, 20.0], [2.0, 30.0], [3.0, 40.0]]])  # (1, 4 tokens, 2 labels)
+    joint = similarity_to_maps(similarity, (2, 2), (2, 2), scale="joint")
+    # one scale from 0 (the lowest of all) to 40 (the highest of all), by hand
+    torch.testing.assert_close(joint[0, 0], torch.tensor([[0.0, 1.0], [2.0, 3.0]]) / 40)
+    torch.testing.assert_close(joint[0, 1], torch.tensor([[10.0, 20.0], [30.0, 40.0]]) / 40)
+    floored = similarity_to_maps(similarity, (2, 2), (2, 2), scale="label", floor=2.0)
+    torch.testing.assert_close(floored[0, 0], torch.tensor([[0.0, 0.0], [0.0, 1.0]]))  # (x - 2) / (3 - 2), clipped
+    cold = torch.full((1, 4, 1), -0.5)  # nothing above the floor anywhere: all zero, not stretched
+    assert float(similarity_to_maps(cold, (2, 2), (2, 2), scale="joint", floor=0.0).max()) == 0.0
+    low, high = map_range(similarity, "joint", floor=5.0)
+    assert float(low) == 5.0 and float(high) == 40.0
+    with pytest.raises(ValueError, match="unknown map scale 'global'.*'joint' or 'label'"):
+        map_range(similarity, "global")
+
+
+def test_points_on_a_fixed_scale_skip_a_cold_map():
+    tokens = np.linspace(-0.2, 0.05, 16).reshape(4, 4).astype(np.float32)
+    points, kinds = similarity_map_to_points(tokens, (64, 64), threshold=0.5, down_sample=1)
+    assert kinds.sum() > 0  # min-max stretches the cold map: positive points appear
+    points, kinds = similarity_map_to_points(tokens, (64, 64), threshold=0.5, down_sample=1, value_range=(0.0, 0.3))
+    assert len(points) == 0  # on the scale of the maps drawn beside it, nothing reaches the cutoff
 
 
 def test_otsu_matches_scikit_image():

@@ -29,9 +29,30 @@ def test_maps_are_the_compute_modules_maps_as_uint8(widget, vit_session):
     np.testing.assert_allclose(widget.surgery_maps / 255.0, expected.surgery, atol=0.5 / 255 + 1e-6)
     np.testing.assert_allclose(widget.raw_maps / 255.0, expected.raw, atol=0.5 / 255 + 1e-6)
     assert len(widget.probs) == 3 and abs(sum(widget.probs) - 1) < 1e-5
-    # min-max per label (bilinear upsampling may stop just short of the token extremes)
+    # one scale for all labels: the hottest label reaches the top (bilinear upsampling may stop
+    # just short of the token extremes), and the legend gets the similarities of both ends
+    assert widget.surgery_maps.max() >= 240
+    assert widget.map_scales == expected.info["scale"] and widget.map_scales["surgery"]["floor"]
+    widget.scale = "label"  # each map stretched on its own, as the reference implementation draws them
     assert (widget.surgery_maps.reshape(3, -1).max(1) >= 240).all()
     assert (widget.surgery_maps.reshape(3, -1).min(1) <= 15).all()
+    assert len(widget.map_scales["surgery"]["low"]) == 3
+
+
+def test_an_absent_label_looks_cold_and_gets_no_points():
+    from clip_widgets import ModelSession  # noqa: PLC0415
+    from clip_widgets.world import draw_scene  # noqa: PLC0415
+
+    scene = draw_scene(3 * 10**9 + 77, spec=[("red", "circle")], word_probability=0.0).image
+    labels = ["a blue star", "a red circle", "a green cross"]  # the label the image shows is not first
+    widget = SurgeryWidget(ModelSession.default(device="cpu"), scene, labels, show_points=True)
+    assert widget.selected == 1  # it opens on the label the image shows
+    present, absent = widget.surgery_maps[1].astype(float), widget.surgery_maps[[0, 2]].astype(float)
+    assert present.max() >= 230 and absent.max() < 0.5 * present.max(), (present.max(), absent.max(1))
+    assert any(kind == 1 for *_, kind in widget.points)
+    widget.selected = 0
+    assert not any(kind == 1 for *_, kind in widget.points)  # no positive prompt where the label is absent
+    widget.close()
 
 
 def test_label_edits_recompute_and_are_cleaned(widget):
@@ -60,6 +81,8 @@ def test_threshold_methods_set_cutoffs(widget):
 
 def test_points_follow_the_selected_label(widget):
     widget.show_points = True
+    widget.selected = int(np.argmax(widget.result.surgery.reshape(3, -1).max(1)))  # the hottest label
+    widget.threshold = 0.3
     h, w, _ = widget.image.shape
     assert widget.points, "expected point prompts"
     for x, y, kind in widget.points:

@@ -50,6 +50,13 @@ class SurgeryWidget(WidgetBase):
     """Heatmap threshold: the cutoff itself (fixed) or the quantile (quantile); unused by Otsu."""
     threshold_method = traitlets.Enum(["fixed", "quantile", "otsu"], default_value="fixed").tag(sync=True)
     """How the per-label cutoff is chosen from ``threshold``."""
+    scale = traitlets.Enum(["joint", "label"], default_value="joint").tag(sync=True)
+    """``"joint"``: all labels' maps on one scale (an absent label looks cold); ``"label"``: each
+    map stretched from its own lowest to its highest patch, as the CLIP Surgery reference does."""
+    map_scales = traitlets.Dict().tag(sync=True)
+    """What 0 and 1 of the maps stand for, in similarity units, per map kind:
+    ``{"surgery": {"kind", "low": [...], "high": [...], "floor"}, "raw": {...}}`` (one value for a
+    joint scale, one per label otherwise); the legend shows them."""
     cutoffs = traitlets.Dict().tag(sync=True)
     """Per-label cutoffs in [0, 1], ``{"surgery": [...], "raw": [...]}``: pixels below are hidden."""
     opacity = traitlets.Float(0.6, min=0.0, max=1.0).tag(sync=True)
@@ -91,6 +98,7 @@ class SurgeryWidget(WidgetBase):
             if image is not None:
                 self.set_image(image)
             self.labels = list(labels)
+        self._pick_present = "selected" not in traits  # open on a present label unless told which
         self._recompute()
 
     # -- Python API -------------------------------------------------------------------------
@@ -115,7 +123,7 @@ class SurgeryWidget(WidgetBase):
                 seen.setdefault(text, None)
         return list(seen)
 
-    @traitlets.observe("labels", "image")
+    @traitlets.observe("labels", "image", "scale")
     def _inputs_changed(self, change: dict[str, Any]) -> None:
         if self._session is not None and getattr(self, "_ready", False):
             self._recompute()
@@ -142,13 +150,18 @@ class SurgeryWidget(WidgetBase):
         height, width = self.image.shape[:2]
         scale = min(1.0, self._map_side / max(height, width))
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        result = surgery_maps(self._session, self.image, self.labels, templates=self._templates, size=size, **kwargs)
+        result = surgery_maps(self._session, self.image, self.labels, templates=self._templates, size=size,
+                              scale=self.scale, **kwargs)  # fmt: skip
         self.result = result
         with self.hold_sync():
             self.surgery_maps = _to_uint8(result.surgery)
             self.raw_maps = _to_uint8(result.raw)
+            self.map_scales = result.info["scale"]
             self.probs = [float(p) for p in result.probs]
-            if self.selected >= len(self.labels):
+            if self._pick_present:
+                self.selected = int(np.argmax(result.probs))
+                self._pick_present = False
+            elif self.selected >= len(self.labels):
                 self.selected = len(self.labels) - 1
             self._update_cutoffs()
 
@@ -163,9 +176,10 @@ class SurgeryWidget(WidgetBase):
         points: list[list[int]] = []
         if 0 <= self.selected < len(result.labels):
             tokens = result.surgery_tokens if self.mode == "surgery" else result.raw_tokens
-            xy, kind = similarity_map_to_points(
-                tokens[self.selected], self.image.shape[:2], threshold=cutoffs[self.mode][self.selected]
-            )
+            # on the map's own scale, so a label the image does not show gets no positive points
+            xy, kind = similarity_map_to_points(tokens[self.selected], self.image.shape[:2],
+                                                threshold=cutoffs[self.mode][self.selected],
+                                                value_range=result.value_range(self.selected, self.mode))  # fmt: skip
             points = [[int(x), int(y), int(k)] for (x, y), k in zip(xy, kind, strict=True)]
         with self.hold_sync():
             self.cutoffs = cutoffs

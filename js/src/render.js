@@ -76,3 +76,17 @@ export function debounce(fn, ms) {
   };
   return debounced;
 }
+
+/**
+ * The two ends of a heatmap legend as text, from a map scale `{ kind, low: [...], high: [...] }`
+ * (one value for a joint scale, one per label otherwise) and the selected label's index:
+ * the similarity each end of the colour bar stands for. A floor is shown as "≤ low".
+ */
+export function legendEnds(scale, index, { floor = false, digits = 3 } = {}) {
+  if (!scale || !Array.isArray(scale.low) || !scale.low.length) return ["low", "high"];
+  const pick = scale.low.length > 1 ? index : 0;
+  const low = scale.low[pick];
+  const high = scale.high[pick];
+  if (!Number.isFinite(low) || !Number.isFinite(high)) return ["low", "high"];
+  return [`${floor ? "≤ " : ""}${low.toFixed(digits)}`, high.toFixed(digits)];
+}

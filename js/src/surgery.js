@@ -5,7 +5,7 @@ import { decodeArray } from "./codecs.js";
 import { h } from "./dom.js";
 import { COLORMAPS, colormapLUT } from "./colormap.js";
 import { addLabel, moveSelection, removeLabel } from "./labels.js";
-import { imageRGBA, legendRGBA, overlayRGBA } from "./render.js";
+import { imageRGBA, legendEnds, legendRGBA, overlayRGBA } from "./render.js";
 import { debouncedSaver } from "./sync.js";
 
 const SLIDER_DEBOUNCE_MS = 150;
@@ -46,9 +46,13 @@ function render({ model, el }) {
 
   const legendBar = h("canvas", { class: "cw-legend-bar", width: 128, height: 10 });
   const legendCaption = h("span", { class: "cw-legend-caption" });
+  const legendLow = h("span", { class: "cw-legend-low", text: "low" });
+  const legendHigh = h("span", { class: "cw-legend-high", text: "high" });
+  const legendNote = h("span", { class: "cw-legend-note" });
   const legend = h("div", { class: "cw-legend" }, [
     legendCaption,
-    h("div", { class: "cw-legend-scale" }, [h("span", { text: "low" }), legendBar, h("span", { text: "high" })]),
+    h("div", { class: "cw-legend-scale" }, [legendLow, legendBar, legendHigh]),
+    legendNote,
   ]);
 
   const controls = h("div", { class: "cw-controls" }, [
@@ -202,6 +206,13 @@ function render({ model, el }) {
     const index = selectedIndex();
     const label = index >= 0 ? labelsList()[index] : "no label selected";
     legendCaption.textContent = `${MODE_NAMES[model.get("mode")] ?? model.get("mode")}: ${label}`;
+    const scale = (model.get("map_scales") || {})[model.get("mode")];
+    const [low, high] = legendEnds(scale, index, { floor: Boolean(scale && scale.floor) });
+    legendLow.textContent = low;
+    legendHigh.textContent = high;
+    legendNote.textContent = !scale ? "" : scale.kind === "joint"
+      ? "similarity to the label; one scale for all labels"
+      : "similarity to the label; each label stretched on its own";
   });
 
   const drawLabels = guarded("labels", () => {
@@ -327,6 +338,7 @@ function render({ model, el }) {
     "change:labels change:probs": () => { drawLabels(); drawLegend(); },
     "change:selected": () => { drawLabels(); drawOverlay(); drawLegend(); },
     "change:mode": () => { syncControls(); drawOverlay(); drawLegend(); },
+    "change:map_scales": () => drawLegend(),
     "change:colormap": () => { syncControls(); drawOverlay(); drawLegend(); },
     "change:opacity": () => { previewOpacity = null; syncControls(); drawOverlay(); },
     "change:threshold_method": () => { syncControls(); drawOverlay(); },

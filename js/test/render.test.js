@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { COLORMAPS, colormapLUT } from "../src/colormap.js";
-import { debounce, imageRGBA, legendRGBA, overlayRGBA } from "../src/render.js";
+import { debounce, imageRGBA, legendEnds, legendRGBA, overlayRGBA } from "../src/render.js";
 
 test("colormaps have 256 RGB entries and the right ends", () => {
   for (const name of COLORMAPS) assert.equal(colormapLUT(name).length, 768);
@@ -63,4 +63,14 @@ test("viridis and inferno run dark to bright; opacity is clamped", () => {
   assert.deepEqual(Array.from(colormapLUT("viridis").slice(0, 3)), [68, 1, 84]);
   const pixels = overlayRGBA(Uint8Array.from([255]), 1, 1, { cutoff: 0, lut: colormapLUT("jet"), opacity: 3 });
   assert.equal(pixels[3], 255);
+});
+
+test("legend ends carry the similarities of the selected label's scale", () => {
+  const joint = { kind: "joint", low: [0], high: [0.2346], floor: true };
+  assert.deepEqual(legendEnds(joint, 3, { floor: joint.floor }), ["≤ 0.000", "0.235"]);
+  const perLabel = { kind: "label", low: [0.1, -0.05], high: [0.3, 0.12], floor: false };
+  assert.deepEqual(legendEnds(perLabel, 1), ["-0.050", "0.120"]);
+  assert.deepEqual(legendEnds(perLabel, 0, { digits: 1 }), ["0.1", "0.3"]);
+  assert.deepEqual(legendEnds(undefined, 0), ["low", "high"]);
+  assert.deepEqual(legendEnds({ low: [NaN], high: [1] }, 0), ["low", "high"]);
 });

@@ -19,13 +19,14 @@ CELLS = [
     "from skimage import data\n"
     "from clip_widgets import ModelSession, SurgeryWidget\n"
     "session = ModelSession.load('small-vit')\n"
-    f"w = SurgeryWidget(session, data.astronaut(), ['face', 'rocket', {HOSTILE_LABEL!r}], max_side=256)\n"
+    f"w = SurgeryWidget(session, data.astronaut(), ['face', 'rocket', {HOSTILE_LABEL!r}], max_side=256, selected=0,\n"
+    "                   threshold=0.05)\n"
     "print(json.dumps({'mean': w.image.reshape(-1, 3).mean(0).tolist(), 'shape': list(w.image.shape)}))\n"
     "display(w)",
     # 1: browser edits reached Python
     "print(json.dumps({'selected': w.selected, 'threshold': w.threshold, 'labels': w.labels}))",
     # 2: Python edits reach the browser
-    "w.labels = w.labels + ['helmet']\nw.mode = 'raw'\nw.show_points = True",
+    "w.labels = w.labels + ['helmet']\nw.mode = 'raw'\nw.threshold = 0.3\nw.show_points = True",
     # 3: a failure shows in the widget, and the widget keeps working
     "def broken(*a, **k):\n    raise RuntimeError('text tower unavailable')\n"
     "session.encode_text, saved = broken, session.encode_text\n"
@@ -77,6 +78,9 @@ def test_surgery_widget_in_jupyterlab(page, lab_server, tmp_path):
     assert page.evaluate("() => window.__injected") is None
     assert widget.locator(".cw-label.cw-selected .cw-label-text").inner_text() == "face"
     assert "face" in widget.locator(".cw-legend-caption").inner_text()
+    # the legend says what the ends of the colour bar stand for, in similarity units
+    low, high = widget.locator(".cw-legend-low").inner_text(), widget.locator(".cw-legend-high").inner_text()
+    assert low.startswith("≤ ") and float(low[2:]) == 0.0 and float(high) > 0, (low, high)
     first = screenshot(page, tmp_path, "surgery-light")
     assert first.stat().st_size > 5_000
 
