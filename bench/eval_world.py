@@ -8,6 +8,10 @@
 * CLIP Surgery vs raw CLIP maps on held-out multi-object scenes, with all 30 classes as the
   label set: pointing game (the map's maximum falls inside the named object's mask) and mean IoU
   of the thresholded map with the mask at the threshold that is best for each method;
+* the heat Surgery maps put on absent labels (each scene scored against all 30 classes): the
+  mean map value and the share of absent labels whose map reaches 0.5 somewhere, with each map
+  stretched on its own (the reference's min-max) and on the joint scale with a floor at 0 (what
+  ``surgery_maps`` draws by default), beside the same for present labels;
 * the typographic effect: the share of single-object scenes whose zero-shot class flips when
   the name of another shape is written into the same scene, and how often it flips to the
   written shape.
@@ -101,6 +105,36 @@ def localization(session: ModelSession, scenes: int) -> dict[str, float]:
         result[f"mean IoU at best threshold, {name}"] = per_threshold[best]
         result[f"best threshold, {name}"] = float(THRESHOLDS[best])
     result["objects scored"] = len(hits["surgery"])
+    return result | absent_heat(session, scenes, text)
+
+
+@torch.no_grad()
+def absent_heat(session: ModelSession, scenes: int, text: torch.Tensor) -> dict[str, float]:
+    heat = {(scale, kind): [] for scale in ("label", "joint") for kind in ("absent", "present")}
+    glow = {key: [] for key in heat}
+    pointing = {scale: [] for scale in ("label", "joint")}
+    for k in range(scenes):
+        scene = draw_scene(EVAL_SEED_BASE + 10**6 + k, objects=(2, 3), word_probability=0.0)
+        tokens = dense_tokens(session.model, whole_image_pixels(session, scene.image))
+        similarity = feature_surgery(tokens.surgery, text)[:, 1:]
+        present = {CLASSES.index(o.label) for o in scene.objects}
+        for scale in ("label", "joint"):
+            floor = 0.0 if scale == "joint" else None
+            maps = similarity_to_maps(similarity, tokens.grid, scene.image.size[::-1], scale=scale, floor=floor)
+            maps = maps[0].cpu().numpy()
+            for index in range(len(CLASSES)):
+                kind = "present" if index in present else "absent"
+                heat[scale, kind].append(float(maps[index].mean()))
+                glow[scale, kind].append(bool(maps[index].max() >= 0.5))
+            for obj in scene.objects:
+                if obj.mask.sum() >= 4:
+                    pointing[scale].append(bool(obj.mask.flat[int(maps[CLASSES.index(obj.label)].argmax())]))
+    result = {}
+    for scale, name in (("label", "per-label min-max"), ("joint", "joint scale, floor 0")):
+        for kind in ("absent", "present"):
+            result[f"Surgery heat on {kind} labels, {name}: mean"] = float(np.mean(heat[scale, kind]))
+            result[f"Surgery heat on {kind} labels, {name}: share reaching 0.5"] = float(np.mean(glow[scale, kind]))
+        result[f"pointing game, CLIP Surgery, {name}"] = float(np.mean(pointing[scale]))
     return result
 
 

@@ -164,6 +164,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="share of each batch that shows only writing, captioned with what it names")
     parser.add_argument("--read", type=float, default=0.0,
                         help="share of varied scenes with a readable word whose caption names what the word names")
+    parser.add_argument("--nonce", type=float, default=0.0,
+                        help="share of words in varied scenes that are made-up strings the caption leaves out")
     parser.add_argument("--adversarial", type=float, default=0.0, metavar="EPSILON",
                         help="train on images perturbed within this L-inf radius (0..1 pixel units, e.g. 0.01)")
     parser.add_argument("--save-every", type=int, default=100)
@@ -234,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
         progress = (k - args.warmup) / max(1, args.steps - args.warmup)
         return args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
-    mix = WorldMix(varied=args.varied, text=args.text_scenes, read=args.read)
+    mix = WorldMix(varied=args.varied, text=args.text_scenes, read=args.read, nonce=args.nonce)
     loader = torch.utils.data.DataLoader(
         Batches(step, args.batch_size, args.seed, cifar, image_size, mix),
         batch_size=None,

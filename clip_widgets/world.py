@@ -168,11 +168,15 @@ def draw_scene(
     word: str | None = None,
     style: str = "plain",
     photos: np.ndarray | None = None,
+    nonce_probability: float = 0.0,
 ) -> Scene:
     """Draw one scene. ``objects`` is a count or an inclusive range; ``spec`` fixes the
     (colour, shape) of each object; ``word`` forces a written word (else one is written with
     ``word_probability``). ``style="varied"`` draws other backgrounds (``photos``, uint8
-    (N, h, w, 3), among them), sizes and camera effects. Same seed and arguments, same scene."""
+    (N, h, w, 3), among them), sizes and camera effects. A word written at random is, with
+    ``nonce_probability``, a made-up string that the caption leaves out, as captions leave out
+    the stray text of real photos; so unknown text teaches the model to look past it.
+    Same seed and arguments, same scene."""
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; choose one of {STYLES}")
     varied = style == "varied"
@@ -213,16 +217,27 @@ def draw_scene(
         occupied |= mask
         placed.append(SceneObject(shape, colour, size_name, center, radius, mask, size_in_caption))
 
-    word_mask = None
+    word_mask, named = None, True
     if word is None and rng.random() < word_probability:
         word = str(rng.choice(words))
+        if rng.random() < nonce_probability:
+            word, named = nonce_word(rng), False
     if word:
         heights = (size // 8, size // 3) if varied else (size // 6, size // 4)
         dark = bool(np.asarray(image).mean() > 120) if varied else None  # legible on any background
         word_mask = _write(draw, rng, word, int(rng.integers(max(9, heights[0]), max(10, heights[1]))), size, dark)
     if varied:
         image = camera(image, rng)
-    return Scene(image=image, caption=caption_for(placed, word), objects=placed, word=word, word_mask=word_mask)
+    caption = caption_for(placed, word if named else None)
+    return Scene(image=image, caption=caption, objects=placed, word=word, word_mask=word_mask)
+
+
+def nonce_word(rng: np.random.Generator) -> str:
+    """A made-up, pronounceable lowercase string of 3 to 8 letters ("bodeka", "strun")."""
+    consonants, vowels = "bcdfghjklmnprstvwz", "aeiou"
+    length = int(rng.integers(3, 9))
+    start = int(rng.integers(2))
+    return "".join(str(rng.choice(list(vowels if (i + start) % 2 else consonants))) for i in range(length))
 
 
 def _write(

@@ -85,6 +85,10 @@ class WorldMix:
     names ("a star" for a red circle beside the word "star"), as web captions often describe a
     sign or a label rather than the thing it is stuck on. The rest name the objects and the word."""
 
+    nonce: float = 0.0
+    """Share of the words written into varied scenes that are made-up strings the caption leaves
+    out, so that text the model cannot read does not sway it (the control for reading)."""
+
     @property
     def word_probability(self) -> float:
         """How often a varied scene has a word written in: more often when captions read them."""
@@ -92,7 +96,11 @@ class WorldMix:
 
 
 def draw_twins(
-    rng: np.random.Generator, style: str = "plain", photos: np.ndarray | None = None, word_probability: float = 0.25
+    rng: np.random.Generator,
+    style: str = "plain",
+    photos: np.ndarray | None = None,
+    word_probability: float = 0.25,
+    nonce_probability: float = 0.0,
 ) -> tuple[Scene, Scene]:
     """Two scenes that differ in one object's shape or colour and in nothing else (same seed, so
     same background, sizes, places and word): a hard negative for each other in the batch, so the
@@ -108,7 +116,8 @@ def draw_twins(
         colour = str(rng.choice([c for c in COLOURS if c != colour]))
     edited[index] = (colour, shape)
     seed = int(rng.integers(2**62))
-    kw = {"style": style, "photos": photos, "word_probability": word_probability}
+    kw = {"style": style, "photos": photos, "word_probability": word_probability,
+          "nonce_probability": nonce_probability}  # fmt: skip
     return draw_scene(seed, spec=spec, **kw), draw_scene(seed, spec=edited, **kw)
 
 
@@ -158,7 +167,10 @@ class Batches(torch.utils.data.IterableDataset):
         images, captions = [], []
         while len(images) < scenes:
             style = "varied" if rng.random() < self.mix.varied else "plain"
-            twins = draw_twins(rng, style, backgrounds, self.mix.word_probability if style == "varied" else 0.25)
+            if style == "varied":
+                twins = draw_twins(rng, style, backgrounds, self.mix.word_probability, self.mix.nonce)
+            else:
+                twins = draw_twins(rng, style, backgrounds)
             reads = style == "varied" and twins[0].word in READABLE and rng.random() < self.mix.read
             for scene in twins[: scenes - len(images)]:
                 images.append(np.asarray(scene.image))

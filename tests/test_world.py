@@ -127,3 +127,22 @@ def test_text_scenes_show_the_word_and_name_what_it_names():
     assert draw_text_scene(1, text="cross").caption == "a cross"
     with pytest.raises(ValueError, match="cannot caption the writing 'house'.*'star'"):
         draw_text_scene(0, text="house")
+
+
+def test_made_up_words_are_written_but_left_out_of_captions():
+    from clip_widgets.world import WORDS, nonce_word  # noqa: PLC0415
+
+    left_out = named = 0
+    for seed in range(80):
+        scene = draw_scene(seed, spec=[("red", "star")], style="varied", word_probability=1.0, nonce_probability=0.5)
+        assert scene.word and scene.word_mask.sum() > 5
+        if scene.word in WORDS:
+            named += 1
+            assert f'with the word "{scene.word}"' in scene.caption
+        else:
+            left_out += 1
+            assert scene.word.isalpha() and 3 <= len(scene.word) <= 8 and scene.word not in scene.caption
+            assert re.fullmatch(r"an? ((small|large) )?red star", scene.caption), scene.caption
+    assert left_out > 20 and named > 20
+    rng = np.random.default_rng(0)
+    assert len({nonce_word(rng) for _ in range(50)}) > 45  # many different strings
