@@ -22,13 +22,9 @@ Prints a table; --json writes it.
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-
 import numpy as np
 import torch
-from eval_world import classify, load_session
+from eval_world import classify, load_session, model_parser, report
 from other_renderer import CONDITIONS, SHAPE_NAMES, neutral_word, render, word_image, write
 
 from clip_widgets.probe import pooled_activations
@@ -125,13 +121,9 @@ def multimodal_units(session, per: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="world-vit")
-    parser.add_argument("--checkpoint", type=Path, default=None)
-    parser.add_argument("--arch", choices=["vit", "resnet"], default="vit", help="the checkpoint's image tower")
+    parser = model_parser(__doc__)
     parser.add_argument("--per", type=int, default=60, help="scenes per condition (a multiple of 30 is fair)")
     parser.add_argument("--only", choices=["robustness", "reading", "units"], default=None)
-    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.manual_seed(0)
     session = load_session(args)
@@ -140,11 +132,7 @@ def main() -> None:
     for name, part in parts.items():
         if args.only in (None, name):
             results |= part(session, args.per if name != "units" else max(20, args.per // 2))
-    print(f"# {session!r}")
-    for name, value in results.items():
-        print(f"{name:<66} {value:>8.3f}" if isinstance(value, float) else f"{name:<66} {value:>8d}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    report(session, results, args.json, width=66)
 
 
 if __name__ == "__main__":

@@ -161,23 +161,34 @@ def typographic(session: ModelSession, scenes: int) -> dict[str, float]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def model_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every evaluation script shares: which model, where the table goes."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="world-vit")
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--arch", choices=["vit", "resnet"], default="vit", help="the checkpoint's image tower")
-    parser.add_argument("--scenes", type=int, default=300)
     parser.add_argument("--json", type=Path, default=None)
+    return parser
+
+
+def report(session: ModelSession, results: dict, path: Path | None, width: int = 44) -> None:
+    """Print the table (and write it as JSON to ``path``)."""
+    print(f"# {session!r}")
+    for name, value in results.items():
+        print(f"{name:<{width}} {value:>8.3f}" if isinstance(value, float) else f"{name:<{width}} {value:>8d}")
+    if path:
+        path.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def main() -> None:
+    parser = model_parser(__doc__)
+    parser.add_argument("--scenes", type=int, default=300)
     args = parser.parse_args()
     torch.manual_seed(0)
     session = load_session(args)
     results = {**zero_shot(session, args.scenes), **localization(session, args.scenes // 2),
                **typographic(session, args.scenes)}  # fmt: skip
-    print(f"# {session!r}")
-    for name, value in results.items():
-        print(f"{name:<44} {value:>8.3f}" if isinstance(value, float) else f"{name:<44} {value:>8d}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    report(session, results, args.json, width=60)
 
 
 if __name__ == "__main__":

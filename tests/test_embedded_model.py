@@ -36,6 +36,15 @@ def session(request) -> ModelSession:
     return ModelSession.load(request.param, device="cpu")
 
 
+READERS = {"world-rn": "layer4"}
+"""The models trained to read (README), with a late layer whose units are multimodal."""
+
+
+@pytest.fixture(scope="module", params=list(READERS))
+def reader(request) -> ModelSession:
+    return ModelSession.load(request.param, device="cpu")
+
+
 @pytest.fixture(scope="module")
 def vit() -> ModelSession:
     return ModelSession.default(device="cpu")
@@ -242,3 +251,69 @@ def test_typographic_attack_report_on_circles(vit):
     star = prompts.index(class_prompt("red star"))
     # the written word raises the probability of "a red star" on most scenes
     assert np.mean(report.attacked_probs[:, star] > report.clean_probs[:, star]) > 0.75
+
+
+def classify(session: ModelSession, images) -> list[str]:
+    text = session.encode_text([class_prompt(c) for c in CLASSES])
+    return [CLASSES[i] for i in (image_features(session, images) @ text.T).argmax(-1).tolist()]
+
+
+def test_a_reader_reads_shape_names_written_alone(reader):
+    from clip_widgets.world import draw_text_scene
+
+    truth = [SHAPES[k % len(SHAPES)] for k in range(60)]
+    predicted = classify(reader, [draw_text_scene(SEED + 7000 + k, text=t).image for k, t in enumerate(truth)])
+    read = np.mean([p.split()[1] == t for p, t in zip(predicted, truth, strict=True)])
+    assert read > 0.6, read  # chance is 0.2
+
+
+def test_a_written_shape_name_sways_a_reader_and_a_made_up_word_does_not(reader):
+    from clip_widgets.world import nonce_word
+
+    rng = np.random.default_rng(0)
+    to_written, nonce_flips, kept = 0, 0, 0
+    for k in range(90):
+        colour, shape = CLASSES[k % len(CLASSES)].split()
+        word = SHAPES[(SHAPES.index(shape) + 1 + k % 4) % len(SHAPES)]
+        made_up = nonce_word(rng)[: len(word)].ljust(len(word), "a")  # the same length as the shape name
+        scenes = [draw_scene(SEED + 8000 + k, spec=[(colour, shape)], word=w, style="varied", word_probability=0.0)
+                  for w in ("", word, made_up)]  # fmt: skip
+        clean, attacked, control = classify(reader, [s.image for s in scenes])
+        if clean != f"{colour} {shape}":
+            continue
+        kept += 1
+        to_written += attacked.split()[1] == word
+        nonce_flips += control != clean
+    assert kept > 45, kept
+    # the shipped reader measures far more (README); a model that does not read flips as often for both
+    assert to_written / kept > 0.2 and to_written > 3 * max(nonce_flips, 1), (to_written, nonce_flips, kept)
+
+
+def test_a_readers_late_units_answer_a_shape_drawn_and_written(reader):
+    from clip_widgets.probe import pooled_activations
+    from clip_widgets.world import draw_text_scene
+
+    per = 12
+    drawn = [draw_scene(SEED + 9000 + 10 * i + j, spec=[(list(COLOURS)[j % 6], shape)], style="varied",
+                        word_probability=0.0).image for i, shape in enumerate(SHAPES) for j in range(per)]  # fmt: skip
+    written = [draw_text_scene(SEED + 9500 + 10 * i + j, text=shape).image for i, shape in enumerate(SHAPES)
+               for j in range(per)]  # fmt: skip
+    acts = pooled_activations(reader, drawn + written, READERS[reader.name], progress=False)
+    acts = (acts - acts.mean(0)) / (acts.std(0) + 1e-6)
+    kinds = np.repeat(np.arange(len(SHAPES)), per)
+    drawn_acts, written_acts = acts[: len(drawn)], acts[len(drawn) :]
+
+    def multimodal(pairing: np.ndarray) -> int:
+        """Units whose mean on drawn shape s and on the written name pairing[s] both stand a standard
+        deviation above the other shapes (drawn) and the other names (written)."""
+        found = np.zeros(acts.shape[1], bool)
+        for s in range(len(SHAPES)):
+            d = drawn_acts[kinds == s].mean(0) - drawn_acts[kinds != s].mean(0)
+            w = written_acts[kinds == pairing[s]].mean(0) - written_acts[kinds != pairing[s]].mean(0)
+            found |= (d >= 1) & (w >= 1)
+        return int(found.sum())
+
+    same = multimodal(np.arange(len(SHAPES)))
+    shuffled = max(multimodal(np.roll(np.arange(len(SHAPES)), k)) for k in range(1, len(SHAPES)))
+    # units that answer a star drawn and the word "star" outnumber those pairing a shape with another's name
+    assert same >= 5 and same > 2 * shuffled, (same, shuffled)
