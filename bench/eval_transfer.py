@@ -13,7 +13,7 @@
   and on written words (shape names and neutral words, no shapes). A unit responds to a shape in
   both forms when its mean on that drawn shape and on that written name both exceed its mean on
   the other drawn shapes and on the other words by at least one standard deviation of the
-  unit; and its top dataset examples include both when at least 3 of its top 20 are the drawn
+  unit within that form; and its top dataset examples include both when at least 3 of its top 20 are the drawn
   shape and 3 the written name. Each share is set beside a null where the written names are
   shuffled among the shapes (what pairs up by chance).
 
@@ -76,6 +76,10 @@ def reading(session, per: int) -> dict[str, float]:
     }
 
 
+def standardized(acts: np.ndarray) -> np.ndarray:
+    return (acts - acts.mean(0)) / (acts.std(0) + 1e-6)
+
+
 def multimodal_units(session, per: int) -> dict[str, float]:
     rng = np.random.default_rng([SEED, 200])
     layer = LATE_LAYER[session.architecture]
@@ -87,8 +91,8 @@ def multimodal_units(session, per: int) -> dict[str, float]:
                           condition=str(rng.choice(["close", "photo", "texture", "dark", "tinted"])))
                for w in words for _ in range(per)]  # fmt: skip
     acts = pooled_activations(session, drawn + written, layer, progress=False)
-    acts = (acts - acts.mean(0)) / (acts.std(0) + 1e-6)
-    drawn_acts, written_acts = acts[: len(drawn)], acts[len(drawn) :]
+    drawn_acts, written_acts = (standardized(part) for part in (acts[: len(drawn)], acts[len(drawn) :]))
+    acts = standardized(acts)
     drawn_kind = np.repeat(np.arange(len(SHAPE_NAMES)), per)
     written_kind = np.repeat(np.arange(len(words)), per)  # the last kind is the neutral words
     top = np.argsort(-acts, 0)[:20]  # (20, units): each unit's top examples over both forms

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .world import CLASSES, COLOURS, READABLE, SHAPES, Scene, draw_scene, draw_text_scene
+from .world import CLASSES, COLOURS, READABLE, SHAPES, WORDS, Scene, class_prompt, draw_scene, draw_text_scene
 
 PREPROCESS = {"size": 64, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "interpolation": "bicubic",
               "resize_mode": "shortest"}  # fmt: skip
@@ -65,6 +65,9 @@ def to_pixels(images: list[np.ndarray] | np.ndarray, size: int = 64) -> torch.Te
     return (x - mean) / std
 
 
+READING_WORDS = (*SHAPES, *SHAPES, *SHAPES, *WORDS)
+"""Words written into varied scenes: shape names (in WORDS too) four times as often as the others,
+since they are what the reading lesson is about."""
 OBJECT_COUNTS = (1, 2, 3)
 OBJECT_COUNT_ODDS = (0.6, 0.25, 0.15)
 SHAPE_EDIT_ODDS = 0.8  # a twin differs in one object's shape, else in its colour
@@ -82,8 +85,8 @@ class WorldMix:
     """Share of the batch that is CIFAR-10 photos captioned "a photo of a <class>"."""
     read: float = 0.0
     """Share of varied scenes with a readable word written in whose caption names what the word
-    names ("a star" for a red circle beside the word "star"), as web captions often describe a
-    sign or a label rather than the thing it is stuck on. The rest name the objects and the word."""
+    names (:func:`reading_caption`), as web captions often describe a sign or a label rather than
+    the thing it is stuck on. The rest name the objects and the word."""
 
     nonce: float = 0.0
     """Share of the words written into varied scenes that are made-up strings the caption leaves
@@ -92,7 +95,7 @@ class WorldMix:
     @property
     def word_probability(self) -> float:
         """How often a varied scene has a word written in: more often when captions read them."""
-        return 0.4 if self.read else 0.25
+        return 0.5 if self.read else 0.25
 
 
 def draw_twins(
@@ -101,6 +104,7 @@ def draw_twins(
     photos: np.ndarray | None = None,
     word_probability: float = 0.25,
     nonce_probability: float = 0.0,
+    words: tuple[str, ...] = WORDS,
 ) -> tuple[Scene, Scene]:
     """Two scenes that differ in one object's shape or colour and in nothing else (same seed, so
     same background, sizes, places and word): a hard negative for each other in the batch, so the
@@ -117,7 +121,7 @@ def draw_twins(
     edited[index] = (colour, shape)
     seed = int(rng.integers(2**62))
     kw = {"style": style, "photos": photos, "word_probability": word_probability,
-          "nonce_probability": nonce_probability}  # fmt: skip
+          "nonce_probability": nonce_probability, "words": words}  # fmt: skip
     return draw_scene(seed, spec=spec, **kw), draw_scene(seed, spec=edited, **kw)
 
 
@@ -129,6 +133,15 @@ def draw_text_twins(rng: np.random.Generator, photos: np.ndarray | None = None) 
     second = str(rng.choice(pool))
     seed = int(rng.integers(2**62))
     return draw_text_scene(seed, text=first, photos=photos), draw_text_scene(seed, text=second, photos=photos)
+
+
+def reading_caption(scene: Scene) -> str:
+    """What a caption that reads the scene's word says: the thing the word names ("a cat"); for a
+    shape's name written beside a lone shape, that shape in the object's colour ("a red star"
+    for a red circle labelled "star"), as a labelled thing is captioned by its label."""
+    if scene.word in SHAPES and len(scene.objects) == 1:
+        return class_prompt(f"{scene.objects[0].colour} {scene.word}")
+    return READABLE[scene.word]
 
 
 class Batches(torch.utils.data.IterableDataset):
@@ -168,13 +181,14 @@ class Batches(torch.utils.data.IterableDataset):
         while len(images) < scenes:
             style = "varied" if rng.random() < self.mix.varied else "plain"
             if style == "varied":
-                twins = draw_twins(rng, style, backgrounds, self.mix.word_probability, self.mix.nonce)
+                words = READING_WORDS if self.mix.read else WORDS
+                twins = draw_twins(rng, style, backgrounds, self.mix.word_probability, self.mix.nonce, words)
             else:
                 twins = draw_twins(rng, style, backgrounds)
             reads = style == "varied" and twins[0].word in READABLE and rng.random() < self.mix.read
             for scene in twins[: scenes - len(images)]:
                 images.append(np.asarray(scene.image))
-                captions.append(READABLE[scene.word] if reads else scene.caption)
+                captions.append(reading_caption(scene) if reads else scene.caption)
         while len(images) < scenes + texts:
             for scene in draw_text_twins(rng, backgrounds)[: scenes + texts - len(images)]:
                 images.append(np.asarray(scene.image))

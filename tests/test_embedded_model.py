@@ -258,6 +258,10 @@ def classify(session: ModelSession, images) -> list[str]:
     return [CLASSES[i] for i in (image_features(session, images) @ text.T).argmax(-1).tolist()]
 
 
+def standardized(acts: np.ndarray) -> np.ndarray:
+    return (acts - acts.mean(0)) / (acts.std(0) + 1e-6)
+
+
 def test_a_reader_reads_shape_names_written_alone(reader):
     from clip_widgets.world import draw_text_scene
 
@@ -299,9 +303,9 @@ def test_a_readers_late_units_answer_a_shape_drawn_and_written(reader):
     written = [draw_text_scene(SEED + 9500 + 10 * i + j, text=shape).image for i, shape in enumerate(SHAPES)
                for j in range(per)]  # fmt: skip
     acts = pooled_activations(reader, drawn + written, READERS[reader.name], progress=False)
-    acts = (acts - acts.mean(0)) / (acts.std(0) + 1e-6)
     kinds = np.repeat(np.arange(len(SHAPES)), per)
-    drawn_acts, written_acts = acts[: len(drawn)], acts[len(drawn) :]
+    # each form standardized on its own: a unit's answer to writing is compared with other writing
+    drawn_acts, written_acts = (standardized(part) for part in (acts[: len(drawn)], acts[len(drawn) :]))
 
     def multimodal(pairing: np.ndarray) -> int:
         """Units whose mean on drawn shape s and on the written name pairing[s] both stand a standard

@@ -154,8 +154,8 @@ def test_reading_captions_name_what_the_written_word_names():
         return [c for step in range(4) for c in data.batch(step)[1]]
 
     read, unread = scene_captions(1.0), scene_captions(0.0)
-    # with reading captions, a scene with "star" written in is captioned "a star", whatever is drawn
-    assert sum(c in READABLE.values() for c in read) >= 10
+    # with reading captions, a scene with "cat" written in is captioned "a cat", whatever is drawn
+    assert sum(c in READABLE.values() for c in read) >= 3
     assert not any(c in READABLE.values() for c in unread)
     assert sum("with the word" in c for c in unread) > sum("with the word" in c for c in read) > 0
 
@@ -181,3 +181,13 @@ def test_adversarial_pixels_stay_in_the_ball_and_raise_the_loss():
         noise = pixels + (torch.rand_like(pixels) * 2 - 1) * 0.02 / 0.25
         random = clip_loss(model.encode_image(noise), text, scale, captions)
     assert attacked > clean and attacked - clean > 3 * abs(random - clean)
+
+
+def test_a_reading_caption_keeps_the_colour_and_takes_the_written_shape():
+    from clip_widgets.world import draw_scene  # noqa: PLC0415
+    from clip_widgets.world_batches import reading_caption  # noqa: PLC0415
+
+    assert reading_caption(draw_scene(0, spec=[("red", "circle")], word="star")) == "a red star"
+    assert reading_caption(draw_scene(0, spec=[("orange", "circle")], word="cross")) == "an orange cross"
+    assert reading_caption(draw_scene(0, spec=[("red", "circle")], word="cat")) == "a cat"
+    assert reading_caption(draw_scene(0, spec=[("red", "circle"), ("blue", "star")], word="square")) == "a square"
