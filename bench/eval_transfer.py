@@ -22,6 +22,8 @@ Prints a table; --json writes it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from eval_world import classify, load_session, model_parser, report
@@ -30,7 +32,9 @@ from other_renderer import CONDITIONS, SHAPE_NAMES, neutral_word, render, word_i
 from clip_widgets.probe import pooled_activations
 from clip_widgets.world import CLASSES
 
-LATE_LAYER = {"ViT": "blocks.5", "ResNet": "layer4"}
+LATE_LAYERS = {"ViT": ("blocks.5", "ln_post"), "ResNet": ("layer4", "attnpool")}
+"""The last block and the pooled output (the embedding's units before the projection, for the
+ViT; the attention pool's output, for the ResNet)."""
 SEED = 7 * 10**9
 
 
@@ -82,46 +86,59 @@ def standardized(acts: np.ndarray) -> np.ndarray:
 
 def multimodal_units(session, per: int) -> dict[str, float]:
     rng = np.random.default_rng([SEED, 200])
-    layer = LATE_LAYER[session.architecture]
-    drawn = [render(rng, str(rng.choice(list(("red", "green", "blue", "yellow", "purple", "orange")))), s,
-                    condition=str(rng.choice(["close", "photo", "texture", "dark", "tinted"])))[0]
+    colours = ("red", "green", "blue", "yellow", "purple", "orange")
+    backgrounds = ("close", "photo", "texture", "dark", "tinted")
+    drawn = [render(rng, str(rng.choice(colours)), s, condition=str(rng.choice(backgrounds)))[0]
              for s in SHAPE_NAMES for _ in range(per)]  # fmt: skip
     words = [*SHAPE_NAMES, "neutral"]
     written = [word_image(rng, w if w != "neutral" else neutral_word(rng, int(rng.choice([4, 5, 6, 8]))),
-                          condition=str(rng.choice(["close", "photo", "texture", "dark", "tinted"])))
+                          condition=str(rng.choice(backgrounds)))
                for w in words for _ in range(per)]  # fmt: skip
-    acts = pooled_activations(session, drawn + written, layer, progress=False)
-    drawn_acts, written_acts = (standardized(part) for part in (acts[: len(drawn)], acts[len(drawn) :]))
-    acts = standardized(acts)
     drawn_kind = np.repeat(np.arange(len(SHAPE_NAMES)), per)
     written_kind = np.repeat(np.arange(len(words)), per)  # the last kind is the neutral words
-    top = np.argsort(-acts, 0)[:20]  # (20, units): each unit's top examples over both forms
+    result = {}
+    for layer in LATE_LAYERS[session.architecture]:
+        acts = pooled_activations(session, drawn + written, layer, progress=False)
+        forms = Forms(standardized(acts[: len(drawn)]), standardized(acts[len(drawn) :]), drawn_kind, written_kind,
+                      np.argsort(-standardized(acts), 0)[:20])  # fmt: skip
+        selective, in_top = forms.shares(np.arange(len(SHAPE_NAMES)))
+        null = np.array([forms.shares(np.roll(np.arange(len(SHAPE_NAMES)), k)) for k in range(1, len(SHAPE_NAMES))])
+        result |= {
+            f"units ({layer}, {acts.shape[1]}): selective for a shape drawn and its name written": selective,
+            f"units ({layer}): ... null, names paired with another shape": float(null[:, 0].mean()),
+            f"units ({layer}): top 20 examples hold both forms": in_top,
+            f"units ({layer}): ... null, names paired with another shape ": float(null[:, 1].mean()),
+        }
+    return result
 
-    def shares(pairing: np.ndarray) -> tuple[float, float]:
-        """Units selective for shape s drawn and for the name pairing[s] written; and units whose top
-        20 hold >= 3 drawn s and >= 3 written pairing[s]."""
-        selective = np.zeros(acts.shape[1], bool)
-        in_top = np.zeros(acts.shape[1], bool)
+
+@dataclass
+class Forms:
+    """A layer's units on drawn shapes and on written words, each form standardized on its own."""
+
+    drawn: np.ndarray  # (drawn images, units)
+    written: np.ndarray  # (written images, units)
+    drawn_kind: np.ndarray  # the shape of each drawn image
+    written_kind: np.ndarray  # the word of each written image (the last kind: neutral words)
+    top: np.ndarray  # (20, units): each unit's top examples over both forms, drawn ones first
+
+    def shares(self, pairing: np.ndarray) -> tuple[float, float]:
+        """Units selective for shape s drawn and for the name pairing[s] written; and units whose
+        top 20 hold >= 3 drawn s and >= 3 written pairing[s]."""
+        n_drawn, units = self.drawn.shape
+        selective, in_top = np.zeros(units, bool), np.zeros(units, bool)
+        is_drawn = self.top < n_drawn
+        top_drawn_kind = self.drawn_kind[np.minimum(self.top, n_drawn - 1)]
+        top_written_kind = self.written_kind[np.maximum(self.top - n_drawn, 0)]
         for s in range(len(SHAPE_NAMES)):
-            d = drawn_acts[drawn_kind == s].mean(0) - drawn_acts[drawn_kind != s].mean(0)
+            d = self.drawn[self.drawn_kind == s].mean(0) - self.drawn[self.drawn_kind != s].mean(0)
             name = pairing[s]
-            w = written_acts[written_kind == name].mean(0) - written_acts[written_kind != name].mean(0)
+            w = self.written[self.written_kind == name].mean(0) - self.written[self.written_kind != name].mean(0)
             selective |= (d >= 1) & (w >= 1)
-            drawn_top = ((top < len(drawn)) & (drawn_kind[np.minimum(top, len(drawn) - 1)] == s)).sum(0)
-            index = np.maximum(top - len(drawn), 0)
-            written_top = ((top >= len(drawn)) & (written_kind[index] == name)).sum(0)
-            in_top |= (drawn_top >= 3) & (written_top >= 3)
+            drawn_in_top = (is_drawn & (top_drawn_kind == s)).sum(0)
+            written_in_top = (~is_drawn & (top_written_kind == name)).sum(0)
+            in_top |= (drawn_in_top >= 3) & (written_in_top >= 3)
         return float(selective.mean()), float(in_top.mean())
-
-    selective, in_top = shares(np.arange(len(SHAPE_NAMES)))
-    null = np.array([shares(np.roll(np.arange(len(SHAPE_NAMES)), shift)) for shift in range(1, len(SHAPE_NAMES))])
-    return {
-        f"multimodal units ({layer}): selective for a shape drawn and written": selective,
-        "... null (written names paired with another shape)": float(null[:, 0].mean()),
-        "multimodal units: top 20 examples hold both forms": in_top,
-        "... null (written names paired with another shape) ": float(null[:, 1].mean()),
-        "units in the layer": acts.shape[1],
-    }
 
 
 def main() -> None:
@@ -136,7 +153,7 @@ def main() -> None:
     for name, part in parts.items():
         if args.only in (None, name):
             results |= part(session, args.per if name != "units" else max(20, args.per // 2))
-    report(session, results, args.json, width=66)
+    report(session, results, args.json, width=72)
 
 
 if __name__ == "__main__":

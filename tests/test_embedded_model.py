@@ -275,22 +275,27 @@ def test_a_written_shape_name_sways_a_reader_and_a_made_up_word_does_not(reader)
     from clip_widgets.world import nonce_word
 
     rng = np.random.default_rng(0)
-    to_written, nonce_flips, kept = 0, 0, 0
+    to_written, made_up_flips, kept, seed = 0, 0, 0, SEED + 8000
     for k in range(90):
         colour, shape = CLASSES[k % len(CLASSES)].split()
         word = SHAPES[(SHAPES.index(shape) + 1 + k % 4) % len(SHAPES)]
         made_up = nonce_word(rng)[: len(word)].ljust(len(word), "a")  # the same length as the shape name
-        scenes = [draw_scene(SEED + 8000 + k, spec=[(colour, shape)], word=w, style="varied", word_probability=0.0)
-                  for w in ("", word, made_up)]  # fmt: skip
+        while True:  # a scene where neither word covers the shape: flips by occlusion are not reading
+            seed += 1
+            scenes = [draw_scene(seed, spec=[(colour, shape)], word=w, style="varied", word_probability=0.0)
+                      for w in ("", word, made_up)]  # fmt: skip
+            if not any((s.word_mask & s.masks[0]).any() for s in scenes[1:]):
+                break
         clean, attacked, control = classify(reader, [s.image for s in scenes])
         if clean != f"{colour} {shape}":
             continue
         kept += 1
-        to_written += attacked.split()[1] == word
-        nonce_flips += control != clean
+        to_written += attacked == f"{colour} {word}"
+        made_up_flips += control != clean
     assert kept > 45, kept
-    # the shipped reader measures far more (README); a model that does not read flips as often for both
-    assert to_written / kept > 0.2 and to_written > 3 * max(nonce_flips, 1), (to_written, nonce_flips, kept)
+    # a model that does not read flips as often, or as rarely, for both; the shipped reader measures
+    # far more to the written shape than for a made-up word (README)
+    assert to_written / kept > 0.2 and to_written > 3 * max(made_up_flips, 1), (to_written, made_up_flips, kept)
 
 
 def test_a_readers_late_units_answer_a_shape_drawn_and_written(reader):
