@@ -240,7 +240,7 @@ def test_saliency_falls_on_the_named_object(vit):
 
 
 def test_typographic_attack_report_on_circles(vit):
-    # the ViT only: the ResNet twin barely reads the words (flip rate 0.02, README)
+    # the default ViT, which reads little: even so the written word raises its shape (README)
     session = vit
     from clip_widgets.typographic import attack
 

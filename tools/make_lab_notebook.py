@@ -44,15 +44,20 @@ nb.cells = [
     ),
     md(
         "## Typographic attack\n\n"
-        "Write the word *star* into scenes of circles: how often does the prediction move to the star of the "
-        "same colour?"
+        "Write the word *star* into scenes of red circles: how often does the prediction move to a red star? "
+        "`world-rn` was trained on a world where writing names things (see the README), `world-vit` was not. "
+        "A made-up word of the same length is the control: a model that reads moves for *star*, not for *plin*."
     ),
     code(
         "from clip_widgets.typographic import attack\n\n"
+        "reader = ModelSession.load('world-rn')\n"
         "circles = [draw_scene(20000 + i, spec=[('red', 'circle')], word_probability=0.0).image for i in range(24)]\n"
-        "report = attack(session, circles, 'star', prompts, target='a red star', position=(0.5, 0.85), size=0.25,\n"
-        "                progress=False)\n"
-        "f'flipped {report.flip_rate:.0%}, moved to \"a red star\" {report.success_rate:.0%}'"
+        "for model in (session, reader):\n"
+        "    for word in ('star', 'plin'):\n"
+        "        report = attack(model, circles, word, prompts, target='a red star', position=(0.5, 0.85), size=0.25,\n"
+        "                        progress=False)\n"
+        "        moved = report.success_rate\n"
+        "        print(f'{model.name}, {word!r}: flipped {report.flip_rate:.0%}, to \"a red star\" {moved:.0%}')"
     ),
     md("## Sparse probe\n\nWhich units of block 4 compose each shape?"),
     code(
