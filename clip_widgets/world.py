@@ -38,7 +38,7 @@ WORDS: tuple[str, ...] = (*COLOURS, *SHAPES, "cat", "dog", "car", "ship", "apple
 STYLES = ("plain", "varied")
 """``plain``: soft desaturated textures, two sizes; ``varied``: see :mod:`clip_widgets.world_styles`."""
 READABLE: dict[str, str] = {
-    **{shape: f"a {shape}" for shape in ("circle", "square", "triangle", "cross", "star")},
+    **{shape: f"a {shape}" for shape in SHAPES},
     **{word: f"a {word}" for word in ("cat", "dog", "car", "ship", "bird", "truck")},
     "apple": "an apple",
 }
@@ -257,9 +257,8 @@ def _write(
     x0, y0, x1, y1 = region or (0, 0, size, size)
     x = x0 + rng.uniform(0, max(1, x1 - x0 - width)) - box[0]
     y = y0 + rng.uniform(0, max(1, y1 - y0 - text_height)) - box[1]
-    ink = (20, 20, 20) if rng.random() < 0.5 else (245, 245, 245)
-    if dark is not None:
-        ink = (20, 20, 20) if dark else (245, 245, 245)
+    coin = rng.random() < 0.5  # drawn either way, so a plain scene's later draws stay as they were
+    ink = (20, 20, 20) if (coin if dark is None else dark) else (245, 245, 245)
     draw.text((x, y), word, fill=ink, font=font)
     text_image = Image.new("L", (size, size))
     ImageDraw.Draw(text_image).text((x, y), word, fill=255, font=font)
