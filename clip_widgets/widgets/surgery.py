@@ -46,8 +46,10 @@ class SurgeryWidget(WidgetBase):
     """Index of the label whose heatmap is shown."""
     mode = traitlets.Enum(["surgery", "raw"], default_value="surgery").tag(sync=True)
     """Which map is shown: ``"surgery"`` or ``"raw"`` CLIP."""
-    threshold = traitlets.Float(0.5, min=0.0, max=1.0).tag(sync=True)
-    """Heatmap threshold: the cutoff itself (fixed) or the quantile (quantile); unused by Otsu."""
+    threshold = traitlets.Float(0.2, min=0.0, max=1.0).tag(sync=True)
+    """Heatmap threshold: the cutoff itself (fixed) or the quantile (quantile); unused by Otsu. On the
+    joint scale a present label that the model finds weaker than another peaks well under 1, so the
+    default cutoff is low; absent labels sit at 0 below the floor."""
     threshold_method = traitlets.Enum(["fixed", "quantile", "otsu"], default_value="fixed").tag(sync=True)
     """How the per-label cutoff is chosen from ``threshold``."""
     scale = traitlets.Enum(["joint", "label"], default_value="joint").tag(sync=True)
