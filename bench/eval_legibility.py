@@ -1,13 +1,22 @@
 """Are pictures made by gradient ascent on one embedded model features, or adversarial patterns?
 
-    python bench/eval_legibility.py [--models world-vit world-rn] [--steps 128]
+    python bench/eval_legibility.py [--models world-vit world-rn] [--steps 128] [--units 32]
 
-For each model, one class image per colour x shape class (``generate.class_image`` and
-``featvis.render`` on the text objective, each at its defaults), then every model classifies
-every model's images zero-shot over the 30 classes. An image that only the model that made it
-can read is an adversarial pattern; one the other model reads shows the class. Prints the
-matrix of accuracies (rows: the model that made the images; columns: the model that reads
-them); chance is 1/30. --save DIR writes the image grids.
+Class images: for each model, one image per colour x shape class, made three ways:
+``class_image`` at its defaults (MACO: the phase of a natural spectrum under random crops),
+``class_image(kind="pixel")`` (Simonyan et al., 2014: pixels, L2, a few pixels of jitter) and
+``featvis.render`` with lucid's Fourier parameterization and transforms. Every model classifies
+every model's images zero-shot over the 30 classes. An image only the model that made it can
+read is an adversarial pattern; one the other model reads shows the class. Prints the matrix of
+accuracies (rows: the model that made the images; columns: the model that reads them); chance
+is 1/30.
+
+Units (``--units N``, the first N units of each model's late layer): a unit's visualization
+should look like the scenes that excite it most. Of 600 held-out scenes in the varied style, take
+the unit's top 9; the other model embeds the visualization, those 9 and 20 draws of 9 random
+scenes. A unit passes when the visualization is nearer (cosine) to the centroid of its top 9
+than to every random centroid. Prints the share of units that pass, per maker and reader.
+--save DIR writes the image grids, --json the figures.
 """
 
 from __future__ import annotations
@@ -18,14 +27,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from eval_world import classify
 from PIL import Image
 
 from clip_widgets import ModelSession
 from clip_widgets.featvis import objectives as obj
-from clip_widgets.featvis.render import render
+from clip_widgets.featvis.param import FourierImage
+from clip_widgets.featvis.render import render, render_units
+from clip_widgets.featvis.transform import standard_transforms
 from clip_widgets.generate import class_image
-from clip_widgets.world import CLASSES, class_prompt
+from clip_widgets.surgery import whole_image_pixels
+from clip_widgets.world import CLASSES, class_prompt, draw_scene
+
+METHODS = ("class_image", "pixel", "fourier")
+LATE_LAYER = {"vit": "blocks.5.mlp", "resnet": "layer4"}
+SCENE_SEED = 3 * 10**9  # seeds no training run draws
 
 
 def make_images(session: ModelSession, method: str, steps: int | None) -> np.ndarray:
@@ -33,7 +50,12 @@ def make_images(session: ModelSession, method: str, steps: int | None) -> np.nda
     kw = {"steps": steps} if steps else {}
     if method == "class_image":
         return class_image(session, prompts, progress=False, **kw).images
-    return render(session, obj.text_objective(session, prompts), batch=len(prompts), progress=False, **kw).images
+    if method == "pixel":
+        return class_image(session, prompts, kind="pixel", progress=False, **kw).images
+    side = session.image_size[0]
+    param = FourierImage(len(prompts), side, side, seed=0)
+    objective = obj.text_objective(session, prompts)
+    return render(session, objective, param=param, transforms=standard_transforms(side), progress=False, **kw).images
 
 
 def grid(images: np.ndarray, columns: int = 10) -> Image.Image:
@@ -45,17 +67,69 @@ def grid(images: np.ndarray, columns: int = 10) -> Image.Image:
     return out
 
 
+@torch.no_grad()
+def embed(session: ModelSession, images: list[Image.Image]) -> torch.Tensor:
+    pixels = torch.cat([whole_image_pixels(session, image) for image in images])
+    return F.normalize(torch.cat([session.encode_image(chunk) for chunk in pixels.split(64)]).float(), dim=-1)
+
+
+@torch.no_grad()
+def unit_responses(session: ModelSession, layer: str, scenes: list[Image.Image], units: int) -> np.ndarray:
+    """(scenes, units): each unit's mean activation over positions."""
+    rows = []
+    for chunk in torch.cat([whole_image_pixels(session, s) for s in scenes]).split(64):
+        acts, _ = session.layers.forward(chunk, layer)
+        x = acts[layer].float()
+        x = x.flatten(2).mean(-1) if x.ndim == 4 else x.mean(1) if x.ndim == 3 else x
+        rows.append(x[:, :units].cpu())
+    return torch.cat(rows).numpy()
+
+
+def unit_legibility(makers: dict, readers: dict, units: int, steps: int | None, save: Path | None) -> dict:
+    scenes = [draw_scene(SCENE_SEED + k, style="varied").image for k in range(600)]
+    rng = np.random.default_rng(0)
+    random_sets = [rng.choice(len(scenes), 9, replace=False) for _ in range(20)]
+    results = {}
+    for maker, session in makers.items():
+        layer = LATE_LAYER[session.layers.architecture]
+        responses = unit_responses(session, layer, scenes, units)
+        kw = {"steps": steps} if steps else {}
+        made = render_units(session, layer, range(units), progress=False, **kw).images
+        if save:
+            grid(made, columns=8).save(save / f"units-{Path(maker).name}.png")
+        for reader, other in readers.items():
+            scene_embeddings = embed(other, scenes)
+            shown = embed(other, [Image.fromarray(image) for image in made])
+            passed = []
+            for unit in range(units):
+                top = np.argsort(-responses[:, unit])[:9]
+                centroid = F.normalize(scene_embeddings[top].mean(0), dim=-1)
+                randoms = torch.stack([F.normalize(scene_embeddings[s].mean(0), dim=-1) for s in random_sets])
+                passed.append(bool(shown[unit] @ centroid > (randoms @ shown[unit]).max()))
+            results[f"units of {layer}, made by {maker}, read by {reader}"] = float(np.mean(passed))
+            print(f"units of {layer:<12} made by {Path(maker).name:<12} read by {Path(reader).name:<12}"
+                  f"{np.mean(passed):6.2f}")  # fmt: skip
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["world-vit", "world-rn"],
                         help="embedded names, export directories or checkpoints loadable by ModelSession.load")
-    parser.add_argument("--methods", nargs="+", default=["class_image", "render"], choices=["class_image", "render"])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--steps", type=int, default=None, help="optimization steps (default: each method's own)")
+    parser.add_argument("--units", type=int, default=0, help="score the first N units of a late layer (0: skip)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (pin them for steady figures)")
     parser.add_argument("--save", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    sessions = {name: ModelSession.load(name, device="cpu") for name in args.models}
+    sessions = {name: ModelSession.load(str(Path(name).resolve()) if Path(name).exists() else name, device="cpu")
+                for name in args.models}  # fmt: skip
+    if args.save:
+        args.save.mkdir(parents=True, exist_ok=True)
     results = {}
     for method in args.methods:
         print(f"# {method}: rows made the images, columns read them (30 classes, chance 0.033)")
@@ -63,7 +137,6 @@ def main() -> None:
         for maker, session in sessions.items():
             images = make_images(session, method, args.steps)
             if args.save:
-                args.save.mkdir(parents=True, exist_ok=True)
                 grid(images).save(args.save / f"{method}-{Path(maker).name}.png")
             row = {}
             for reader, other in sessions.items():
@@ -71,6 +144,8 @@ def main() -> None:
                 row[reader] = float(np.mean([p == t for p, t in zip(predicted, CLASSES, strict=True)]))
             results[f"{method}, made by {maker}"] = row
             print(f"{Path(maker).name:<14}" + "".join(f"{row[r]:>14.2f}" for r in sessions))
+    if args.units:
+        results |= unit_legibility(sessions, sessions, args.units, args.steps, args.save)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

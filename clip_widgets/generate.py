@@ -1,7 +1,8 @@
 """Images made by the model: class images (Simonyan et al., 2014) and DeepDream with octaves.
 
 Both reuse the feature-visualization engine (:mod:`clip_widgets.featvis`): a class image
-ascends a text class's CLIP score from noise with an L2 penalty; DeepDream starts from a real
+ascends a text class's CLIP score from a random natural-spectrum image (or, the 2014 way, from
+pixel noise with an L2 penalty); DeepDream starts from a real
 image and ascends a layer's (or a unit's) activation, octave by octave from coarse to fine.
 """
 
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 
 from .featvis import objectives as obj
 from .featvis import render
-from .featvis.param import FixedImage, PixelImage
+from .featvis.param import FixedImage, PhaseImage, PixelImage
 from .featvis.render import RenderResult
 from .featvis.transform import jitter
 from .images import load_image
@@ -26,25 +27,34 @@ def class_image(
     session: Any,
     prompt: str | Sequence[str],
     *,
-    l2: float = 1.0,
+    kind: str = "phase",
+    l2: float | None = None,
     steps: int = 128,
-    lr: float = 0.05,
+    lr: float | None = None,
     size: int | None = None,
     templates: Sequence[str] | None = None,
     seed: int = 0,
     progress: bool = True,
     **render_kw: Any,
 ) -> RenderResult:
-    """One image per prompt that maximizes the prompt's CLIP score minus ``l2`` times the pixels'
-    mean squared distance from grey, optimized in pixel space from faint noise."""
+    """One image per prompt that maximizes the prompt's CLIP score.
+
+    ``kind="phase"`` (default) optimizes the phase of a natural spectrum under random crops and
+    noise (MACO, the legible choice). ``kind="pixel"`` is Simonyan et al. (2014): pixels from
+    faint noise, a few pixels of jitter, and ``l2`` (default 1.0 there, 0 otherwise) times the
+    pixels' mean squared distance from grey subtracted from the score."""
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    if kind not in ("phase", "pixel"):
+        raise ValueError(f"unknown class-image kind {kind!r}; choose 'phase' or 'pixel'")
     side = int(size or session.image_size[0])
     generator = torch.Generator().manual_seed(seed)
     objective = obj.text_objective(session, prompts, templates=templates)
+    l2 = (1.0 if kind == "pixel" else 0.0) if l2 is None else l2
     if l2:
         objective = objective + l2 * obj.l2()
-    param = PixelImage(len(prompts), side, side, seed=generator)
-    render_kw.setdefault("transforms", [jitter(max(1, side // 32))])
+    param = (PixelImage if kind == "pixel" else PhaseImage)(len(prompts), side, side, seed=generator)
+    if kind == "pixel":
+        render_kw.setdefault("transforms", [jitter(max(1, side // 32))])
     return render(session, objective, param=param, steps=steps, lr=lr, seed=seed, progress=progress, **render_kw)
 
 

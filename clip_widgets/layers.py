@@ -4,7 +4,8 @@ Public layer names are stable across open_clip architectures:
 
 * ViT (``open_clip.transformer.VisionTransformer``): ``conv1`` (patch embedding, ``(C, h, w)``),
   ``ln_pre``, ``blocks.0`` … ``blocks.{n-1}`` and ``ln_post`` (``(tokens, D)``, class token first),
-  plus ``attn_pool`` when the tower has an attentional pooler.
+  plus ``attn_pool`` when the tower has an attentional pooler. ``blocks.{i}.mlp`` is the hidden
+  layer of block ``i``'s MLP after its GELU (``(tokens, 4 D)``), listed before ``blocks.{i}``.
 * ResNet (``open_clip.modified_resnet.ModifiedResNet``): ``stem`` (output of the 3-conv stem and its
   average pool), ``layer1`` … ``layer4`` and their bottlenecks ``layer1.0`` …, and ``attnpool``.
 
@@ -76,11 +77,16 @@ class LayerRegistry:
             self._paths["conv1"] = "conv1"
             self._paths["ln_pre"] = "ln_pre"
             seq_first = not getattr(v.transformer, "batch_first", True)
-            for i in range(len(v.transformer.resblocks)):
-                name = f"blocks.{i}"
-                self._paths[name] = f"transformer.resblocks.{i}"
+            for i, block in enumerate(v.transformer.resblocks):
+                names = [f"blocks.{i}"]
+                if isinstance(getattr(getattr(block, "mlp", None), "gelu", None), nn.Module):
+                    # the MLP's hidden units after the nonlinearity: a block's natural "neurons";
+                    # listed first because they run before the block's output
+                    names.insert(0, f"blocks.{i}.mlp")
+                    self._paths[names[0]] = f"transformer.resblocks.{i}.mlp.gelu"
+                self._paths[names[-1]] = f"transformer.resblocks.{i}"
                 if seq_first:
-                    self._sequence_first.add(name)
+                    self._sequence_first.update(names)
             if getattr(v, "attn_pool", None) is not None:
                 self._paths["attn_pool"] = "attn_pool"
             self._paths["ln_post"] = "ln_post"

@@ -452,12 +452,16 @@ class ModelSession:
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
     ) -> ModelSession:
-        """A model that ships inside the package (see :meth:`embedded_models`), offline."""
+        """A model that ships inside the package (see :meth:`embedded_models`), offline; or any
+        directory laid out the same way (``open_clip_config.json`` beside
+        ``open_clip_model.safetensors``, as ``train_world --export`` writes), by its path."""
         directory = EMBEDDED_DIR / name
+        if not (directory / "open_clip_config.json").is_file() and Path(name).expanduser().is_dir():
+            directory = Path(name).expanduser().resolve()  # a relative path means the working directory's
         config_path = directory / "open_clip_config.json"
         if not config_path.is_file():
             available = ", ".join(cls.embedded_models()) or "none"
-            raise ValueError(f"no embedded model {name!r}; embedded models: {available}")
+            raise ValueError(f"no embedded model or export directory {name!r}; embedded models: {available}")
         config = json.loads(config_path.read_text())
         session = cls.from_checkpoint(directory / "open_clip_model.safetensors", config, device=device, dtype=dtype)
         session.name = name
@@ -473,11 +477,13 @@ class ModelSession:
     def load(cls, spec: str | os.PathLike, **kw: Any) -> ModelSession:
         """One entry point: ``"world-vit"`` (an embedded model), ``"tiny-vit"`` (a built-in config),
         ``"ViT-B-32:openai"`` or ``"ViT-B-32"``
-        with ``pretrained=...`` (a hub model), ``"hf-hub:org/repo"``, or a checkpoint file path (then
-        ``config=`` is required)."""
+        with ``pretrained=...`` (a hub model), ``"hf-hub:org/repo"``, an export directory (relative
+        or absolute), or a checkpoint file path (then ``config=`` is required)."""
         spec_str = os.fspath(spec)
         if (EMBEDDED_DIR / spec_str / "open_clip_config.json").is_file():
             return cls.from_embedded(spec_str, **kw)
+        if (Path(spec_str).expanduser() / "open_clip_config.json").is_file():
+            return cls.from_embedded(spec_str, **kw)  # an export directory, relative or absolute
         if spec_str in TINY_CONFIGS:
             return cls.from_config(spec_str, **kw)
         if spec_str.startswith(_SCHEMAS):

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .world import CLASSES, class_prompt, draw_scene
-from .world_batches import CIFAR_CLASSES, PREPROCESS, Batches, WorldMix, load_cifar, to_pixels
+from .world_batches import CIFAR_CLASSES, PHOTO_CAPTION, PREPROCESS, Batches, WorldMix, load_cifar, to_pixels
 
 __all__ = ["ARCHITECTURES", "Batches", "WorldMix", "evaluate", "export", "main", "preprocess_cfg"]
 
@@ -77,13 +77,18 @@ def adversarial_pixels(
     """The batch moved within an L-infinity ball of ``epsilon`` (in 0..1 pixel units) to raise the
     loss: one signed-gradient step from a random start (Wong et al., 2020, "Fast is better than
     free"). Training on it makes the image tower's gradients follow what people see, so that
-    images made by gradient ascent on the model show shapes and colours, not pixel patterns."""
+    images made by gradient ascent on the model show shapes and colours, not pixel patterns.
+
+    The CIFAR-10 photos in the batch stay clean: at 2.5/255 their accuracy fell from 0.75 to 0.39
+    in 400 steps, while the drawn scenes, which the pictures are about, kept 1.00."""
     radius = epsilon / PREPROCESS["std"][0]  # the same ball in normalized units
-    delta = (torch.rand_like(pixels) * 2 - 1) * radius
+    scene = torch.tensor([not c.startswith(PHOTO_CAPTION) for c in captions], device=pixels.device)
+    delta = (torch.rand_like(pixels) * 2 - 1) * radius * scene.view(-1, 1, 1, 1)
     delta.requires_grad_(True)
     loss = clip_loss(model.encode_image(pixels + delta), text_features, model.logit_scale.exp().detach(), captions)
     (gradient,) = torch.autograd.grad(loss, delta)
-    return pixels + (delta + 1.25 * radius * gradient.sign()).clamp(-radius, radius).detach()
+    step = (delta + 1.25 * radius * gradient.sign()).clamp(-radius, radius) * scene.view(-1, 1, 1, 1)
+    return pixels + step.detach()
 
 
 @torch.no_grad()

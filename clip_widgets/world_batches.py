@@ -24,6 +24,7 @@ from .world import CLASSES, COLOURS, READABLE, SHAPES, WORDS, Scene, class_promp
 
 PREPROCESS = {"size": 64, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "interpolation": "bicubic",
               "resize_mode": "shortest"}  # fmt: skip
+PHOTO_CAPTION = "a photo of a"
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR_HELD_OUT = 500  # per class, the last ones by file name
 
@@ -199,5 +200,5 @@ class Batches(torch.utils.data.IterableDataset):
         picks = rng.integers(0, len(x), photos)
         flips = rng.random(photos) < 0.5
         photo_pixels = np.where(flips[:, None, None, None], x[picks][:, :, ::-1], x[picks])
-        captions += [f"a photo of a {CIFAR_CLASSES[label]}" for label in y[picks]]
+        captions += [f"{PHOTO_CAPTION} {CIFAR_CLASSES[label]}" for label in y[picks]]
         return torch.cat([to_pixels(images, self.size), to_pixels(photo_pixels, self.size)]), captions

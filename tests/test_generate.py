@@ -27,8 +27,8 @@ def test_class_images_score_highest_on_their_own_prompt(vit_session):
 
 
 def test_the_l2_penalty_keeps_class_images_closer_to_grey(vit_session):
-    free = class_image(vit_session, "a red circle", l2=0.0, steps=48, progress=False).images
-    held = class_image(vit_session, "a red circle", l2=50.0, steps=48, progress=False).images
+    free = class_image(vit_session, "a red circle", kind="pixel", l2=0.0, steps=48, progress=False).images
+    held = class_image(vit_session, "a red circle", kind="pixel", l2=50.0, steps=48, progress=False).images
     spread = lambda images: float(((images / 255.0 - 0.5) ** 2).mean())  # noqa: E731
     assert spread(held) < 0.7 * spread(free), (spread(held), spread(free))
 

@@ -11,7 +11,7 @@ from clip_widgets.layers import LayerInfo, LayerRegistry
 from clip_widgets.session import ModelSession
 from clip_widgets.testing import tiny_config
 
-VIT_NAMES = ["conv1", "ln_pre", "blocks.0", "blocks.1", "ln_post"]
+VIT_NAMES = ["conv1", "ln_pre", "blocks.0.mlp", "blocks.0", "blocks.1.mlp", "blocks.1", "ln_post"]
 RESNET_NAMES = ["stem", "layer1", "layer1.0", "layer2", "layer2.0", "layer3", "layer3.0",
                 "layer4", "layer4.0", "attnpool"]
 
@@ -44,10 +44,25 @@ def test_vit_shapes_and_units(vit_session):
     layers = vit_session.layers
     tokens = 1 + 4 * 4  # class token + a 4 x 4 patch grid
     assert layers["conv1"] == LayerInfo("conv1", "conv1", "conv", (64, 4, 4), 64)
-    for name in ["ln_pre", "blocks.0", "blocks.1", "ln_post"]:
+    for name in ["ln_pre", "blocks.0", "blocks.1", "ln_post"]:  # the residual stream
         info = layers[name]
         assert info.kind == "tokens" and info.shape == (tokens, 64) and info.units == 64
     assert layers["blocks.1"].module_path == "transformer.resblocks.1"
+
+
+def test_vit_mlp_neurons_are_the_hidden_layer_that_makes_the_block_output(vit_session):
+    layers = vit_session.layers
+    assert layers["blocks.1.mlp"].shape == (17, 256) and layers["blocks.1.mlp"].units == 256
+    block = vit_session.model.visual.transformer.resblocks[1]
+    with torch.no_grad(), layers.capture("blocks.0", "blocks.1.mlp", "blocks.1") as acts:
+        vit_session.model.encode_image(_pixels(vit_session))
+        # by hand: the residual stream after attention, plus the MLP's output layer applied to
+        # the captured hidden units, is the block's output
+        x = acts["blocks.0"]
+        mid = x + block.ls_1(block.attention(block.ln_1(x)))
+        rebuilt = mid + block.ls_2(block.mlp.c_proj(acts["blocks.1.mlp"]))
+    torch.testing.assert_close(rebuilt, acts["blocks.1"], atol=1e-5, rtol=1e-4)
+    assert (acts["blocks.1.mlp"] > 0).float().mean() < 0.9  # after the GELU: many near or below 0
 
 
 def test_resnet_shapes_and_units(resnet_session):
@@ -177,7 +192,7 @@ def test_sequence_first_transformer_is_reported_batch_first(vit_session):
 
 def test_registry_accepts_visual_tower_and_deeper_configs():
     session = ModelSession.from_config(tiny_config("tiny-vit", layers=4), device="cpu")
-    assert LayerRegistry(session.model.visual).names[-3:] == ["blocks.2", "blocks.3", "ln_post"]
+    assert LayerRegistry(session.model.visual).names[-4:] == ["blocks.2", "blocks.3.mlp", "blocks.3", "ln_post"]
     resnet = ModelSession.from_config(tiny_config("tiny-resnet", layers=[1, 2, 1, 1]), device="cpu")
     assert "layer2.1" in resnet.layers and resnet.layers["layer2.1"].shape == (128, 8, 8)
 

@@ -10,6 +10,7 @@ import torch
 from clip_widgets.examples import collect_examples, model_view, unit_maps
 from clip_widgets.featvis import evaluate
 from clip_widgets.featvis import objectives as obj
+from clip_widgets.featvis.param import PhaseImage
 from clip_widgets.textprobe import units_for_text
 from clip_widgets.widgets import NeuronExplorer
 from clip_widgets.world import draw_scene
@@ -25,7 +26,7 @@ def store(vit_session, tmp_path_factory):
 
 @pytest.fixture
 def explorer(vit_session, store):
-    w = NeuronExplorer(vit_session, "blocks.1", 3, examples=store, facets=2, steps=12, example_count=3)
+    w = NeuronExplorer(vit_session, "blocks.1", 3, examples=store, facets=2, steps=24, example_count=3)
     w.wait(60)
     yield w
     w.close()
@@ -38,9 +39,11 @@ def test_shows_visualization_examples_and_words(explorer, vit_session, store):
     images = explorer.visualization
     assert images.shape == (2, 32, 32, 3) and images.dtype == np.uint8
     assert explorer.progress == pytest.approx(1.0)
-    # the visualization excites the unit more than random images do
+    # the visualization excites the unit more than random images of the spectrum it starts from
     achieved = evaluate(vit_session, obj.channel("blocks.1", 3), images)
-    baseline = evaluate(vit_session, obj.channel("blocks.1", 3), torch.rand(16, 3, 32, 32))
+    with torch.no_grad():
+        random_images = PhaseImage(16, 32, 32, seed=1)()
+    baseline = evaluate(vit_session, obj.channel("blocks.1", 3), random_images)
     assert achieved.min() > baseline.max()
 
     top = store.examples("blocks.1", 3)[:3]

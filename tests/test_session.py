@@ -227,6 +227,21 @@ def test_checkpoint_round_trip_safetensors(tmp_path, resnet_session):
     _same_outputs(resnet_session, loaded)
 
 
+def test_export_directory_loads_by_relative_or_absolute_path(tmp_path, monkeypatch, vit_session):
+    import json
+
+    directory = tmp_path / "runs" / "export"
+    directory.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in vit_session.model.state_dict().items()},
+              str(directory / "open_clip_model.safetensors"))  # fmt: skip
+    (directory / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_VIT}))
+    monkeypatch.chdir(tmp_path)
+    for spec in ("runs/export", directory):
+        _same_outputs(vit_session, ModelSession.load(spec, device="cpu"))
+    with pytest.raises(ValueError, match="no embedded model or export directory 'runs'"):
+        ModelSession.from_embedded("runs")
+
+
 def test_checkpoint_round_trip_torch_save(tmp_path, vit_session):
     path = tmp_path / "weights.pt"
     torch.save(vit_session.model.state_dict(), path)

@@ -181,6 +181,10 @@ def test_adversarial_pixels_stay_in_the_ball_and_raise_the_loss():
         noise = pixels + (torch.rand_like(pixels) * 2 - 1) * 0.02 / 0.25
         random = clip_loss(model.encode_image(noise), text, scale, captions)
     assert attacked > clean and attacked - clean > 3 * abs(random - clean)
+    # photos stay clean: only the drawn scenes are attacked
+    captions = ["a photo of a cat", *captions[1:]]
+    moved = adversarial_pixels(model, pixels, text, captions, epsilon=0.02)
+    assert torch.equal(moved[0], pixels[0]) and (moved[1:] - pixels[1:]).abs().max() > 0.02 / 0.25 * 0.9
 
 
 def test_a_reading_caption_keeps_the_colour_and_takes_the_written_shape():

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .objectives import Objective, channel
-from .param import FourierImage, ImageParam, image
-from .transform import Transform, standard_transforms
+from .param import ImageParam, PhaseImage, image
+from .transform import Transform, crop_transforms
 
 FrameCallback = Callable[[int, np.ndarray, np.ndarray], None]
 """``callback(step, images uint8 (N, H, W, 3), scores (N,))``."""
@@ -40,11 +40,24 @@ class RenderResult:
     history: list[np.ndarray] = field(repr=False)
     steps: int
     interrupted: bool = False
+    importance: np.ndarray | None = field(default=None, repr=False)
+    """``(N, H, W)`` in [0, 1]: how much each pixel moved the objective over the optimization
+    (the magnitude of its gradient, summed over steps and channels, smoothed, and scaled so each
+    image's 99th percentile is 1). MACO's transparency map: where the feature is."""
 
     @property
     def pixels(self) -> torch.Tensor:
         """The images as float ``(N, 3, H, W)`` in [0, 1]."""
         return torch.from_numpy(self.images).permute(0, 3, 1, 2).float() / 255.0
+
+    def composite(self, background: float = 0.5) -> np.ndarray:
+        """The images faded into a flat ``background`` grey where they did not matter to the
+        objective (alpha = :attr:`importance`), so the feature stands out of the texture the
+        optimizer left around it. ``(N, H, W, 3)`` uint8; the images themselves without a map."""
+        if self.importance is None:
+            return self.images
+        alpha = self.importance[..., None]
+        return np.round(self.images * alpha + 255 * background * (1 - alpha)).clip(0, 255).astype(np.uint8)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -120,7 +133,7 @@ def render(
     batch: int | None = None,
     size: int | None = None,
     steps: int = 256,
-    lr: float = 0.005,
+    lr: float | None = None,
     transforms: Sequence[Transform] | None = None,
     seed: int = 0,
     callback: FrameCallback | None = None,
@@ -130,9 +143,11 @@ def render(
 ) -> RenderResult:
     """Optimize images for ``objective`` (see :mod:`clip_widgets.featvis.objectives`).
 
-    ``param`` defaults to a decorrelated Fourier image batch of ``batch`` images (default: the
-    number of units the objective names, else 1) at ``size`` px (default: the model's input
-    size). ``transforms`` default to :func:`standard_transforms`; ``[]`` disables them.
+    ``param`` defaults to a MACO phase image batch (:class:`~.param.PhaseImage`) of ``batch``
+    images (default: the number of units the objective names, else 1) at ``size`` px (default:
+    the model's input size); ``lr`` to the parameterization's own ``learning_rate``.
+    ``transforms`` default to :func:`~.transform.crop_transforms` (random crops and noise);
+    ``[]`` disables them, :func:`~.transform.standard_transforms` are lucid's.
     ``callback`` receives frames every ``every`` steps and at the end; ``should_stop()`` returning
     true ends the loop early like an interrupt. Same seed and inputs, same images.
     """
@@ -142,21 +157,24 @@ def render(
     generator = torch.Generator().manual_seed(seed)
     if param is None:
         side = int(size or session.image_size[0])
-        param = FourierImage(batch or 1, side, side, seed=generator)
+        param = PhaseImage(batch or 1, side, side, seed=generator)
     param = param.to(session.device)
-    transform_list = list(standard_transforms(param.height) if transforms is None else transforms)
+    transform_list = list(crop_transforms() if transforms is None else transforms)
     reader = ActivationReader(session, objective)
-    optimizer = torch.optim.Adam(param.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(param.parameters(), lr=param.learning_rate if lr is None else lr)
     history: list[np.ndarray] = []
     scores = np.full(param.batch, np.nan, dtype=np.float32)
     interrupted = False
     done = 0
     framed = -1  # the step of the last frame sent
     bar = tqdm(total=steps, desc=f"render {objective.name}"[:60], unit="step", disable=not progress, leave=False)
+    moved = torch.zeros(param.batch, param.height, param.width, device=session.device)
     with _frozen(session.model):
         try:
             for step in range(steps):
                 images = param()
+                images.retain_grad()
+                drawn = images
                 for t in transform_list:
                     images = t(images, generator)
                 score = objective(reader(images))
@@ -167,6 +185,7 @@ def render(
                     )
                 optimizer.zero_grad(set_to_none=True)
                 (-score.sum()).backward()
+                moved += drawn.grad.detach().abs().sum(1)
                 optimizer.step()
                 scores = score.detach().cpu().numpy().astype(np.float32)
                 history.append(scores)
@@ -187,7 +206,18 @@ def render(
         final = to_uint8(param())
     if callback is not None and framed != done:
         callback(done, final, scores)
-    return RenderResult(images=final, scores=scores, history=history, steps=done, interrupted=interrupted)
+    return RenderResult(images=final, scores=scores, history=history, steps=done, interrupted=interrupted,
+                        importance=importance_map(moved) if done else None)  # fmt: skip
+
+
+def importance_map(moved: torch.Tensor) -> np.ndarray:
+    """Accumulated gradient magnitudes ``(N, H, W)`` smoothed over a few pixels and scaled to
+    [0, 1] per image (its 99th percentile to 1), so one hot pixel does not dim the rest."""
+    side = max(moved.shape[-2:])
+    radius = max(1, side // 32)
+    smooth = F.avg_pool2d(moved[:, None], 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)[:, 0]
+    top = torch.quantile(smooth.flatten(1), 0.99, dim=1).clamp(min=1e-12)
+    return (smooth / top[:, None, None]).clamp(0, 1).cpu().numpy().astype(np.float32)
 
 
 def grid(images: np.ndarray, columns: int | None = None, scale: int = 1, gap: int = 2):
@@ -236,20 +266,22 @@ def render_units(
     if not units:
         raise ValueError("no units to render")
     make = objective or channel
-    images, scores, history, steps, interrupted = [], [], [], 0, False
+    images, scores, importance, history, steps, interrupted = [], [], [], [], 0, False
     with tqdm(total=len(units), desc=f"units of {layer}", unit="unit", disable=not progress) as bar:
         for start in range(0, len(units), chunk):
             part = units[start : start + chunk]
             result = render(session, make(layer, part), batch=len(part), progress=False, **kw)
             images.append(result.images)  # an interrupted chunk still returns its images so far
             scores.append(result.scores)
+            importance.append(result.importance)
             history += result.history
             steps = max(steps, result.steps)
             bar.update(len(part))
             if result.interrupted:
                 interrupted = True
                 break
-    return RenderResult(np.concatenate(images), np.concatenate(scores), history, steps, interrupted)
+    return RenderResult(np.concatenate(images), np.concatenate(scores), history, steps, interrupted,
+                        np.concatenate(importance))  # fmt: skip
 
 
 __all__ = ["RenderResult", "evaluate", "grid", "image", "render", "render_units", "to_uint8"]

@@ -81,6 +81,30 @@ def random_rotate(degrees: Sequence[float]) -> Transform:
     return transform
 
 
+def random_crop(min_scale: float = 0.5, noise: float = 0.0) -> Transform:
+    """Crop each image to a random square-ish box of ``min_scale``..1 of its sides and resize it
+    back, then add Gaussian pixel noise of standard deviation ``noise`` (MACO's crops and noise):
+    a feature must show at many positions and zooms, and survive noise, to be kept."""
+    if not 0 < min_scale <= 1:
+        raise ValueError(f"min_scale must be in (0, 1], got {min_scale}")
+
+    def transform(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        n, _, h, w = images.shape
+        scale = min_scale + (1 - min_scale) * torch.rand(n, generator=generator)
+        # an affine grid crops and resizes every image of the batch in one call
+        offset_y = (torch.rand(n, generator=generator) * 2 - 1) * (1 - scale)
+        offset_x = (torch.rand(n, generator=generator) * 2 - 1) * (1 - scale)
+        zero = torch.zeros(n)
+        theta = torch.stack([torch.stack([scale, zero, offset_x], -1), torch.stack([zero, scale, offset_y], -1)], 1)
+        grid = F.affine_grid(theta.to(images), [n, 3, h, w], align_corners=False)
+        out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        if noise:
+            out = out + noise * torch.randn(out.shape, generator=generator).to(out)
+        return out
+
+    return transform
+
+
 def compose(transforms: Sequence[Transform]) -> Transform:
     """Apply ``transforms`` in order."""
 
@@ -103,3 +127,11 @@ def standard_transforms(size: int) -> list[Transform]:
         random_rotate([*range(-10, 11), *[0] * 5]),
         jitter(max(1, unit // 2)),
     ]
+
+
+def crop_transforms(min_scale: float = 0.4, noise: float = 0.05) -> list[Transform]:
+    """MACO's robustness (Fel et al., 2023): one random crop of ``min_scale``..1 of the sides per
+    image and step, resized back, plus pixel noise. Larger moves than :func:`standard_transforms`
+    (whose few-pixel jitter at 64 px leaves the optimizer free to draw pixel patterns)."""
+    return [random_crop(min_scale, noise)]
+
