@@ -4,10 +4,10 @@
 import "./atlas.css";
 import { cellAt, clampView, levelFor, panBy, sameView, unitToScreen, visibleTiles, zoomAt } from "./atlas_view.js";
 import { decodeArray } from "./codecs.js";
-import { h } from "./dom.js";
+import { h, scoreBars } from "./dom.js";
 import { imageRGBA } from "./render.js";
 import { debouncedSaver } from "./sync.js";
-import { barWidths } from "./units.js";
+import { signedBars } from "./units.js";
 
 const SIDE = 512; // CSS px of the atlas view
 const SAVE_DEBOUNCE_MS = 150;
@@ -151,14 +151,14 @@ function render({ model, el }) {
       return;
     }
     const scores = info.classes.map(([, score]) => Number(score));
-    const widths = barWidths(scores.length ? scores : [0]);
+    const bars = scoreBars(signedBars(scores), scores);
     const parts = [
       h("h4", { class: "cw-cell-title", text: `cell ${info.row}, ${info.col} of ${info.level} × ${info.level}` }),
       h("p", { class: "cw-cell-count", text: `${info.count} activation${info.count === 1 ? "" : "s"}` }),
       h("ol", { class: "cw-classes" }, info.classes.map(([name, score], i) =>
         h("li", { class: "cw-class" }, [
           h("span", { class: "cw-class-name", text: String(name) }),
-          h("span", { class: `cw-bar${score < 0 ? " cw-negative" : ""}`, style: `width: ${Math.round(widths[i] * 60)}px` }),
+          bars[i],
           h("span", { class: "cw-class-score", text: Number(score).toFixed(3) }),
         ]))),
     ];

@@ -12,3 +12,17 @@ export function h(tag, props = {}, children = []) {
   for (const child of children) node.append(child);
   return node;
 }
+
+/** Diverging bars for scores (see `signedBars`): a track with a tick at zero, one bar each. */
+export function scoreBars(layouts, scores, trackWidth = 72) {
+  return layouts.map(({ left, width, zero }, i) =>
+    h("span", { class: "cw-track", style: `width: ${trackWidth}px` }, [
+      h("span", { class: "cw-zero", style: `left: ${Math.round(zero * trackWidth)}px` }),
+      h("span", {
+        class: `cw-bar${scores[i] < 0 ? " cw-negative" : ""}`,
+        style: `left: ${Math.round(left * trackWidth)}px; width: ${Math.max(1, Math.round(width * trackWidth))}px`,
+      }),
+    ]),
+  );
+}
+

@@ -4,10 +4,10 @@
 import "./neuron.css";
 import { decodeArray } from "./codecs.js";
 import { colormapLUT } from "./colormap.js";
-import { h } from "./dom.js";
+import { h, scoreBars } from "./dom.js";
 import { imageRGBA, overlayRGBA } from "./render.js";
 import { debouncedSaver } from "./sync.js";
-import { barWidths, parseUnit, stepLayer, stepUnit } from "./units.js";
+import { parseUnit, signedBars, stepLayer, stepUnit } from "./units.js";
 
 const NAV_DEBOUNCE_MS = 150;
 
@@ -146,12 +146,13 @@ function render({ model, el }) {
 
   function drawWords() {
     const pairs = model.get("top_words") || [];
-    const widths = barWidths(pairs.map(([, score]) => Number(score)));
+    const scores = pairs.map(([, score]) => Number(score));
+    const bars = scoreBars(signedBars(scores), scores);
     words.replaceChildren(
       ...pairs.map(([word, score], i) =>
         h("li", { class: "cw-word" }, [
           h("span", { class: "cw-word-text", text: String(word) }),
-          h("span", { class: "cw-bar", style: `width: ${Math.round(widths[i] * 60)}px` }),
+          bars[i],
           h("span", { class: "cw-word-score", text: Number(score).toFixed(2) }),
         ]),
       ),

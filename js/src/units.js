@@ -25,3 +25,21 @@ export function barWidths(scores) {
   const top = Math.max(1e-12, ...scores.map((s) => Math.abs(s)));
   return scores.map((s) => Math.abs(s) / top);
 }
+
+/**
+ * Diverging bars on a track whose middle is zero: `{left, width}` as fractions of the track,
+ * positive scores growing right of the middle and negative ones left, the largest magnitude
+ * reaching an end. When every score has one sign the zero sits at that end instead, so the
+ * bars keep the whole track.
+ */
+export function signedBars(scores) {
+  const widths = barWidths(scores);
+  const negative = scores.some((s) => s < 0);
+  const positive = scores.some((s) => s > 0);
+  const zero = negative && positive ? 0.5 : negative ? 1 : 0;
+  const span = negative && positive ? 0.5 : 1;
+  return scores.map((s, i) => {
+    const width = widths[i] * span;
+    return { left: s < 0 ? zero - width : zero, width, zero };
+  });
+}

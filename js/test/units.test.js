@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { barWidths, parseUnit, stepLayer, stepUnit } from "../src/units.js";
+import { barWidths, parseUnit, signedBars, stepLayer, stepUnit } from "../src/units.js";
 
 test("units wrap around the layer both ways", () => {
   assert.equal(stepUnit(0, -1, 10), 9);
@@ -29,4 +29,15 @@ test("typed unit numbers are parsed and clamped", () => {
 test("bars are relative to the largest magnitude", () => {
   assert.deepEqual(barWidths([2, 1, -4]), [0.5, 0.25, 1]);
   assert.deepEqual(barWidths([0, 0]), [0, 0]);
+});
+
+test("signed bars grow both ways from a zero in the middle", () => {
+  assert.deepEqual(signedBars([2, -1, -4]), [
+    { left: 0.5, width: 0.25, zero: 0.5 },
+    { left: 0.375, width: 0.125, zero: 0.5 },
+    { left: 0, width: 0.5, zero: 0.5 },
+  ]);
+  // one sign: the zero moves to the track's end and the largest bar fills it
+  assert.deepEqual(signedBars([0.5, 1]), [{ left: 0, width: 0.5, zero: 0 }, { left: 0, width: 1, zero: 0 }]);
+  assert.deepEqual(signedBars([-1, -0.25]), [{ left: 0, width: 1, zero: 1 }, { left: 0.75, width: 0.25, zero: 1 }]);
 });

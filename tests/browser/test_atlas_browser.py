@@ -116,6 +116,15 @@ def test_atlas_widget_in_jupyterlab(page, lab_server):
     names = card.locator(".cw-class-name").all_inner_texts()
     assert sorted(names) == sorted(["a red circle", HOSTILE_CLASS]), names
     assert card.locator("img").count() == 0 and page.evaluate("() => window.__injected") is None
+    # signed bars: a negative score is drawn left of the zero tick, a positive one right of it
+    for item in card.locator(".cw-class").all():
+        score = float(item.locator(".cw-class-score").inner_text())
+        bar, zero = item.locator(".cw-bar").bounding_box(), item.locator(".cw-zero").bounding_box()
+        assert bar["width"] >= 1
+        if score < 0:
+            assert bar["x"] + bar["width"] <= zero["x"] + 1.5, (score, bar, zero)
+        else:
+            assert bar["x"] >= zero["x"] - 1.5, (score, bar, zero)
     assert card.locator(".cw-cell-count").inner_text() == f"{target['count']} activation" + (
         "" if target["count"] == 1 else "s")  # fmt: skip
 
