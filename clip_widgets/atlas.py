@@ -37,6 +37,8 @@ STATE_FILE = "state.json"
 ACTIVATIONS_FILE = "activations.f16"
 ORIGINS_FILE = "origins.i32"  # (image index, row, col) per activation
 SOURCES_FILE = "sources.jsonl"
+LAYOUT_MIN_DIST = 0.3  # UMAP's: how tightly it may pack similar activations (its default 0.1)
+LAYOUT_UNIFORM = 1.0  # how far each layout axis moves towards even marginals (normalize_layout)
 
 
 class ActivationStore:
@@ -207,12 +209,13 @@ def layout(
     activations: np.ndarray,
     *,
     n_neighbors: int = 15,
-    min_dist: float = 0.01,
+    min_dist: float = LAYOUT_MIN_DIST,
     seed: int | None = 0,
     clip: float = 0.01,
+    uniform: float = LAYOUT_UNIFORM,
 ) -> np.ndarray:
-    """UMAP with the cosine metric to 2-D, then each axis clipped to its [clip, 1 - clip]
-    quantiles and scaled into [0, 1], so a few outliers do not squash the rest."""
+    """UMAP with the cosine metric to 2-D, then scaled into the unit square by
+    :func:`normalize_layout` (outliers clipped, ``uniform`` of the way to even marginals)."""
     import umap  # noqa: PLC0415 - heavy (numba); only the atlas needs it
 
     data = np.asarray(activations, dtype=np.float32)
@@ -223,14 +226,24 @@ def layout(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*n_jobs value.*")
         coords = reducer.fit_transform(data)
-    return normalize_layout(coords, clip)
+    return normalize_layout(coords, clip, uniform)
 
 
-def normalize_layout(coords: np.ndarray, clip: float = 0.01) -> np.ndarray:
-    """Each axis clipped to its [clip, 1 - clip] quantiles and scaled into [0, 1]."""
+def normalize_layout(coords: np.ndarray, clip: float = 0.01, uniform: float = 0.0) -> np.ndarray:
+    """Each axis clipped to its [clip, 1 - clip] quantiles and scaled into [0, 1]; then moved
+    ``uniform`` of the way towards its ranks (each axis's empirical distribution, which is even).
+    UMAP packs activations into a few dense islands; binned as they are, most cells of a coarse
+    grid stay empty. Ranks keep every point's order along each axis, so neighbours stay
+    neighbours, and spread the islands over the square."""
+    if not 0 <= uniform <= 1:
+        raise ValueError(f"uniform must be in [0, 1], got {uniform}")
     low = np.quantile(coords, clip, axis=0)
     high = np.quantile(coords, 1 - clip, axis=0)
-    return np.clip((coords - low) / np.maximum(high - low, 1e-12), 0.0, 1.0).astype(np.float32)
+    linear = np.clip((coords - low) / np.maximum(high - low, 1e-12), 0.0, 1.0)
+    if uniform:
+        ranks = np.argsort(np.argsort(coords, axis=0, kind="stable"), axis=0, kind="stable")
+        linear = (1 - uniform) * linear + uniform * ranks / max(len(coords) - 1, 1)
+    return linear.astype(np.float32)
 
 
 @dataclass
@@ -588,14 +601,15 @@ def build_atlas(
     root = Path(cache) if cache is not None else store.path / "atlas"
     root.mkdir(parents=True, exist_ok=True)
     layer = str(store.meta["layer"])
-    coords_path = root / f"layout_{len(store)}_{seed}.npy"
+    coords_path = root / f"layout_{len(store)}_{seed}_{LAYOUT_MIN_DIST}_{LAYOUT_UNIFORM}.npy"
     if coords_path.is_file():
         coords = np.load(coords_path)
     else:
         coords = layout(store.activations, seed=seed)
         np.save(coords_path, coords)
     grids = {int(size): bin_grid(coords, store.activations, int(size), min_count=min_count) for size in sizes}
-    caches = {size: root / f"icons_{size}_{min_count}_{icon_steps}_{len(store)}.npy" for size in grids}
+    # named by the render engine too: icons made before the phase parameterization are not reused
+    caches = {size: root / f"icons_{size}_{min_count}_{icon_steps}_{len(store)}_phase.npy" for size in grids}
     # the whitening pass reads every activation: only when some icons still have to be rendered
     whitening = whitening_matrix(store.activations) if not all(p.is_file() for p in caches.values()) else None
     icons = {

@@ -128,6 +128,21 @@ def test_normalize_layout_clips_outliers():
     assert np.ptp(out[:98], axis=0).min() > 0.8  # the bulk still spans the square
 
 
+def test_uniform_layout_has_even_axes_and_keeps_their_order():
+    rng = np.random.default_rng(2)
+    # two tight islands far apart, as UMAP leaves them: binned linearly, most cells stay empty
+    coords = np.concatenate([rng.normal(0, 0.05, (100, 2)), rng.normal(5, 0.05, (100, 2))])
+    even = normalize_layout(coords, clip=0.0, uniform=1.0)
+    for axis in range(2):  # by hand: each axis becomes its ranks over n - 1
+        ranks = np.argsort(np.argsort(coords[:, axis], kind="stable"), kind="stable") / 199
+        np.testing.assert_allclose(even[:, axis], ranks, atol=1e-6)
+    linear = normalize_layout(coords, clip=0.0)
+    fill = lambda c: bin_grid(c, coords, size=4).filled.mean()  # noqa: E731
+    assert fill(linear) <= 2 / 16 and fill(even) >= 4 / 16
+    with pytest.raises(ValueError, match="uniform"):
+        normalize_layout(coords, uniform=2.0)
+
+
 def test_attribution_is_gradient_times_activation(session, folder, tmp_path):
     from clip_widgets.atlas import attribute_activations
 
