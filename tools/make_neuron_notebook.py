@@ -39,6 +39,19 @@ nb.cells = [
         "grid(facets.images, scale=2)"
     ),
     md(
+        "These pictures are only as legible as the model's features. `world-vit` was trained without "
+        "adversarial examples, so what it responds to includes pixel patterns. `world-rn-robust` was "
+        "trained on scenes perturbed to fool it; the same call on it draws the shapes and colours of the "
+        "prompt, and `world-rn`, another network, reads them."
+    ),
+    code(
+        "from clip_widgets.generate import class_image\n\n"
+        "robust = ModelSession.load('world-rn-robust')\n"
+        "made = class_image(robust, ['a red circle', 'a green star', 'a blue triangle', 'a yellow square'],\n"
+        "                   progress=False)\n"
+        "grid(made.images, scale=2)"
+    ),
+    md(
         "Dataset examples: stream images through the model once and keep, for every unit, the top and bottom "
         "images with where the unit peaked. The store is on disk; an interrupted run resumes."
     ),
