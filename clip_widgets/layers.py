@@ -236,6 +236,17 @@ class LayerRegistry:
         finally:
             handle.remove()
 
+    def _finish_order(self) -> list[str]:
+        """Names in the order their modules finish: a ResNet stage after its bottlenecks (which
+        :attr:`names` lists after it), so stopping at the last to finish has every hook fired."""
+        if self.architecture != "resnet":
+            return self.names
+        order: list[str] = []
+        for name in self.names:
+            if "." not in name:
+                order += [n for n in self.names if n.startswith(f"{name}.")] + [name]
+        return order
+
     def forward(
         self, pixels: torch.Tensor, *names: str, detach: bool = True, need_output: bool = False
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
@@ -244,7 +255,7 @@ class LayerRegistry:
         Unless ``need_output``, the pass stops once the deepest of ``names`` has run (the tower
         output is then ``None``), so early layers cost only the blocks before them.
         """
-        order = self.names
+        order = self._finish_order()
         deepest = max(names, key=order.index) if names and not need_output else None
         with self.capture(*names, detach=detach) as captured:
             stop = None

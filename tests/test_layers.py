@@ -65,6 +65,17 @@ def test_vit_mlp_neurons_are_the_hidden_layer_that_makes_the_block_output(vit_se
     assert (acts["blocks.1.mlp"] > 0).float().mean() < 0.9  # after the GELU: many near or below 0
 
 
+def test_a_stage_and_its_bottleneck_are_both_captured_when_the_pass_stops_early(resnet_session):
+    pixels = _pixels(resnet_session)
+    with torch.no_grad():
+        early, output = resnet_session.layers.forward(pixels, "layer2", "layer2.0")
+        with resnet_session.layers.capture("layer2", "layer2.0") as full:
+            resnet_session.model.encode_image(pixels)
+    assert output is None  # stopped after layer2, before the later stages
+    for name in ("layer2", "layer2.0"):
+        torch.testing.assert_close(early[name], full[name])
+
+
 def test_resnet_shapes_and_units(resnet_session):
     layers = resnet_session.layers
     assert layers["stem"].shape == (16, 16, 16)  # 64 px input, stem downsamples by 4
