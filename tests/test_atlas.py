@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from clip_widgets import ModelSession
-from clip_widgets.atlas import ActivationStore, bin_grid, collect_activations, layout, normalize_layout
+from clip_widgets.atlas import ActivationStore, collect_activations
+from clip_widgets.atlas_layout import bin_grid, layout, normalize_layout
 from clip_widgets.errors import ClipWidgetsError
 from clip_widgets.examples import positions_of
 from clip_widgets.world import draw_scene
