@@ -220,7 +220,7 @@ def draw_scene(
     word_mask, named = None, True
     if word is None and rng.random() < word_probability:
         word = str(rng.choice(words))
-        if rng.random() < nonce_probability:
+        if nonce_probability and rng.random() < nonce_probability:  # no draw when off: old scenes stay
             word, named = nonce_word(rng), False
     if word:
         heights = (size // 8, size // 3) if varied else (size // 6, size // 4)
