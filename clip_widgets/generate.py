@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .featvis import objectives as obj
 from .featvis import render
-from .featvis.param import FixedImage, PhaseImage, PixelImage
+from .featvis.param import FixedImage, image
 from .featvis.render import RenderResult
 from .featvis.transform import jitter
 from .images import load_image
@@ -39,21 +39,21 @@ def class_image(
 ) -> RenderResult:
     """One image per prompt that maximizes the prompt's CLIP score.
 
-    ``kind="phase"`` (default) optimizes the phase of a natural spectrum under random crops and
-    noise (MACO, the legible choice). ``kind="pixel"`` is Simonyan et al. (2014): pixels from
-    faint noise, a few pixels of jitter, and ``l2`` (default 1.0 there, 0 otherwise) times the
-    pixels' mean squared distance from grey subtracted from the score."""
+    ``kind`` is a parameterization of :func:`~.featvis.param.image`. ``"phase"`` (default)
+    optimizes the phase of a natural spectrum under random crops and noise (MACO, the legible
+    choice). ``"pixel"`` is Simonyan et al. (2014): pixels from faint noise, a few pixels of
+    jitter, and ``l2`` (default 1.0 there, 0 otherwise) times the pixels' mean squared distance
+    from grey subtracted from the score."""
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    if kind not in ("phase", "pixel"):
-        raise ValueError(f"unknown class-image kind {kind!r}; choose 'phase' or 'pixel'")
     side = int(size or session.image_size[0])
-    generator = torch.Generator().manual_seed(seed)
+    param = image(len(prompts), side, kind=kind, seed=torch.Generator().manual_seed(seed))
     objective = obj.text_objective(session, prompts, templates=templates)
-    l2 = (1.0 if kind == "pixel" else 0.0) if l2 is None else l2
+    simonyan = kind == "pixel"
+    if l2 is None:
+        l2 = 1.0 if simonyan else 0.0
     if l2:
         objective = objective + l2 * obj.l2()
-    param = (PixelImage if kind == "pixel" else PhaseImage)(len(prompts), side, side, seed=generator)
-    if kind == "pixel":
+    if simonyan:
         render_kw.setdefault("transforms", [jitter(max(1, side // 32))])
     return render(session, objective, param=param, steps=steps, lr=lr, seed=seed, progress=progress, **render_kw)
 

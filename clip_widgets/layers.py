@@ -105,6 +105,7 @@ class LayerRegistry:
                 f"no layer registry for image towers of type {type(v).__name__}; "
                 "supported: open_clip VisionTransformer and ModifiedResNet"
             )
+        self._finished = self._finish_order()  # where forward() may stop; the names never change
 
     # -- lookup --------------------------------------------------------------------------------
 
@@ -241,11 +242,8 @@ class LayerRegistry:
         :attr:`names` lists after it), so stopping at the last to finish has every hook fired."""
         if self.architecture != "resnet":
             return self.names
-        order: list[str] = []
-        for name in self.names:
-            if "." not in name:
-                order += [n for n in self.names if n.startswith(f"{name}.")] + [name]
-        return order
+        stages = [name for name in self.names if "." not in name]
+        return [n for stage in stages for n in (*(m for m in self.names if m.startswith(f"{stage}.")), stage)]
 
     def forward(
         self, pixels: torch.Tensor, *names: str, detach: bool = True, need_output: bool = False
@@ -255,8 +253,7 @@ class LayerRegistry:
         Unless ``need_output``, the pass stops once the deepest of ``names`` has run (the tower
         output is then ``None``), so early layers cost only the blocks before them.
         """
-        order = self._finish_order()
-        deepest = max(names, key=order.index) if names and not need_output else None
+        deepest = max(names, key=self._finished.index) if names and not need_output else None
         with self.capture(*names, detach=detach) as captured:
             stop = None
             if deepest is not None:

@@ -134,4 +134,3 @@ def crop_transforms(min_scale: float = 0.4, noise: float = 0.05) -> list[Transfo
     image and step, resized back, plus pixel noise. Larger moves than :func:`standard_transforms`
     (whose few-pixel jitter at 64 px leaves the optimizer free to draw pixel patterns)."""
     return [random_crop(min_scale, noise)]
-

@@ -7,7 +7,6 @@ import { decodeArray } from "./codecs.js";
 import { h, scoreBars } from "./dom.js";
 import { imageRGBA } from "./render.js";
 import { debouncedSaver } from "./sync.js";
-import { signedBars } from "./units.js";
 
 const SIDE = 512; // CSS px of the atlas view
 const SAVE_DEBOUNCE_MS = 150;
@@ -151,7 +150,7 @@ function render({ model, el }) {
       return;
     }
     const scores = info.classes.map(([, score]) => Number(score));
-    const bars = scoreBars(signedBars(scores), scores);
+    const bars = scoreBars(scores);
     const parts = [
       h("h4", { class: "cw-cell-title", text: `cell ${info.row}, ${info.col} of ${info.level} × ${info.level}` }),
       h("p", { class: "cw-cell-count", text: `${info.count} activation${info.count === 1 ? "" : "s"}` }),

@@ -1,5 +1,7 @@
 // DOM helpers shared by the widgets.
 
+import { signedBars } from "./units.js";
+
 /** Create an element; text goes in through textContent only, never as HTML. */
 export function h(tag, props = {}, children = []) {
   const node = document.createElement(tag);
@@ -14,8 +16,8 @@ export function h(tag, props = {}, children = []) {
 }
 
 /** Diverging bars for scores (see `signedBars`): a track with a tick at zero, one bar each. */
-export function scoreBars(layouts, scores, trackWidth = 72) {
-  return layouts.map(({ left, width, zero }, i) =>
+export function scoreBars(scores, trackWidth = 72) {
+  return signedBars(scores).map(({ left, width, zero }, i) =>
     h("span", { class: "cw-track", style: `width: ${trackWidth}px` }, [
       h("span", { class: "cw-zero", style: `left: ${Math.round(zero * trackWidth)}px` }),
       h("span", {
@@ -25,4 +27,3 @@ export function scoreBars(layouts, scores, trackWidth = 72) {
     ]),
   );
 }
-

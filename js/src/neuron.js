@@ -7,7 +7,7 @@ import { colormapLUT } from "./colormap.js";
 import { h, scoreBars } from "./dom.js";
 import { imageRGBA, overlayRGBA } from "./render.js";
 import { debouncedSaver } from "./sync.js";
-import { parseUnit, signedBars, stepLayer, stepUnit } from "./units.js";
+import { parseUnit, stepLayer, stepUnit } from "./units.js";
 
 const NAV_DEBOUNCE_MS = 150;
 
@@ -147,7 +147,7 @@ function render({ model, el }) {
   function drawWords() {
     const pairs = model.get("top_words") || [];
     const scores = pairs.map(([, score]) => Number(score));
-    const bars = scoreBars(signedBars(scores), scores);
+    const bars = scoreBars(scores);
     words.replaceChildren(
       ...pairs.map(([word, score], i) =>
         h("li", { class: "cw-word" }, [
