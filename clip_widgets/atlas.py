@@ -1,14 +1,16 @@
 """Activation atlas (Distill, 2019): many spatial activations of one layer, laid out in 2-D.
 
-The pipeline, each step plain Python over arrays:
+The pipeline, each step plain Python over arrays, in its own module and re-exported here:
 
-* :func:`collect_activations`: stream images through the model and keep one or more random
-  spatial activations per image (a ResNet map position or a ViT patch token), with the image
-  and position they came from, in an on-disk :class:`ActivationStore` (memory-mapped float16,
-  so a million rows of 2560 values need no RAM). A killed job resumes without loss or
-  duplicates: which positions an image contributes depends only on (seed, image index).
-* :func:`layout` and :func:`bin_grid` (in :mod:`.atlas_layout`): UMAP (cosine) to 2-D, spread
-  over the unit square; a grid of cells over it with each cell's count and mean activation.
+* :func:`collect_activations` (:mod:`.atlas_store`): stream images through the model and keep
+  random spatial activations with where each came from, in a resumable on-disk
+  :class:`ActivationStore`;
+* :func:`layout` and :func:`bin_grid` (:mod:`.atlas_layout`): UMAP (cosine) to 2-D, spread over
+  the unit square; a grid of cells over it with each cell's count and mean activation;
+* :func:`attribute_activations` (here): how much each activation pushes each class;
+* :func:`atlas_icons`, :func:`render_atlas`, :func:`save_tile_pyramid` (:mod:`.atlas_render`):
+  the pictures;
+* :func:`build_atlas` (here): all of it, each step cached, as an :class:`Atlas`.
 """
 
 from __future__ import annotations
@@ -16,10 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -27,187 +27,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .atlas_layout import (  # re-exported: the layout is one step of the atlas pipeline
-    LAYOUT_MIN_DIST,
-    LAYOUT_UNIFORM,
-    AtlasGrid,
-    bin_grid,
-    layout,
-)
-from .atlas_layout import normalize_layout as normalize_layout
-from .errors import ClipWidgetsError, ImageLoadError
+from .atlas_layout import LAYOUT_MIN_DIST, LAYOUT_UNIFORM, AtlasGrid, bin_grid, layout, normalize_layout
+from .atlas_render import atlas_icons, class_opacity, class_rows, render_atlas, save_tile_pyramid, whitening_matrix
+from .atlas_store import ActivationStore, collect_activations
+from .errors import ClipWidgetsError
 from .examples import positions_of
-from .images import _expand, load_image
 
-META_FILE = "meta.json"
-STATE_FILE = "state.json"
-ACTIVATIONS_FILE = "activations.f16"
-ORIGINS_FILE = "origins.i32"  # (image index, row, col) per activation
-SOURCES_FILE = "sources.jsonl"
-
-
-class ActivationStore:
-    """The on-disk result of :func:`collect_activations`: ``activations`` ``(N, D)`` float16
-    (memory-mapped), ``origins`` ``(N, 3)`` (image index, row, col) and ``sources``."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        if not (self.path / META_FILE).is_file():
-            raise FileNotFoundError(f"no activation store at {self.path} (missing {META_FILE})")
-        self.meta = json.loads((self.path / META_FILE).read_text())
-        state_path = self.path / STATE_FILE
-        state = json.loads(state_path.read_text()) if state_path.is_file() else {"processed": 0, "rows": 0}
-        self.processed, self.rows = int(state["processed"]), int(state["rows"])
-        lines = (self.path / SOURCES_FILE).read_text().splitlines() if (self.path / SOURCES_FILE).is_file() else []
-        self.sources = [json.loads(line) for line in lines[: self.processed]]
-
-    @property
-    def dim(self) -> int:
-        return int(self.meta["dim"])
-
-    @property
-    def activations(self) -> np.ndarray:
-        """``(rows, dim)`` float16, memory-mapped read-only."""
-        if self.rows == 0:
-            return np.zeros((0, self.dim), np.float16)
-        return np.memmap(self.path / ACTIVATIONS_FILE, dtype=np.float16, mode="r", shape=(self.rows, self.dim))
-
-    @property
-    def origins(self) -> np.ndarray:
-        """``(rows, 3)`` int32: the image index (into ``sources``), row and column of each activation."""
-        if self.rows == 0:
-            return np.zeros((0, 3), np.int32)
-        return np.fromfile(self.path / ORIGINS_FILE, dtype=np.int32, count=self.rows * 3).reshape(self.rows, 3)
-
-    def __len__(self) -> int:
-        return self.rows
-
-    def image_source(self, index: int, images: Sequence[Any] | None = None) -> Any:
-        """What to load for image ``index``: its file, or ``images[index]`` for in-memory items."""
-        entry = self.sources[index]
-        if not entry.get("in_memory"):
-            return entry["source"]
-        if images is None:
-            raise ClipWidgetsError(
-                f"image {entry['source']} was collected from an in-memory iterable; pass images= "
-                "(the same sequence) to read it again, or collect from files"
-            )
-        return images[index]
-
-
-def _sample_positions(index: int, seed: int, count: int, positions: int) -> np.ndarray:
-    """Which positions image ``index`` contributes: fixed by (seed, index) alone, so a resumed
-    run picks exactly what an uninterrupted one would."""
-    rng = np.random.default_rng([seed, index])
-    return rng.choice(positions, size=min(count, positions), replace=False)
-
-
-def collect_activations(
-    session: Any,
-    sources: Iterable[Any] | str | os.PathLike,
-    layer: str,
-    store: str | os.PathLike,
-    *,
-    per_image: int = 1,
-    seed: int = 0,
-    batch_size: int = 32,
-    checkpoint_every: int = 20,
-    total: int | None = None,
-    progress: bool = True,
-) -> ActivationStore:
-    """Keep ``per_image`` random spatial activations of ``layer`` per image of ``sources`` (a
-    folder, a path or an iterable of images, in a stable order) in ``store``. Running it again
-    on the same store resumes after the last checkpoint."""
-    info = session.layers[layer]  # unknown names raise, listing the valid ones
-    if info.kind == "vector":
-        raise ClipWidgetsError(f"layer {layer!r} has no spatial positions; choose a feature map or token layer")
-    if per_image < 1 or batch_size < 1:
-        raise ValueError(f"per_image and batch_size must be positive, got {per_image}, {batch_size}")
-    root = Path(store)
-    root.mkdir(parents=True, exist_ok=True)
-    meta = {"model": session.name, "layer": layer, "per_image": per_image, "seed": seed, "dim": info.units}
-    if (root / META_FILE).is_file():
-        old = json.loads((root / META_FILE).read_text())
-        if old != meta:
-            raise ClipWidgetsError(
-                f"{root} holds activations collected with {old}; asked for {meta}. Use another directory."
-            )
-    else:
-        (root / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-
-    result = ActivationStore(root)
-    processed, rows = result.processed, result.rows
-    row_bytes = info.units * 2
-    # cut every file back to the last checkpoint: what follows it is redone
-    for name, size in ((ACTIVATIONS_FILE, rows * row_bytes), (ORIGINS_FILE, rows * 12)):
-        with (root / name).open("ab") as f:
-            f.truncate(size)
-    with (root / SOURCES_FILE).open("a+") as f:
-        f.seek(0)
-        kept = f.read().splitlines()[:processed]
-    (root / SOURCES_FILE).write_text("".join(line + "\n" for line in kept))
-
-    def save() -> None:
-        for name in (ACTIVATIONS_FILE, ORIGINS_FILE, SOURCES_FILE):
-            files[name].flush()
-            os.fsync(files[name].fileno())
-        tmp = root / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps({"processed": processed, "rows": rows}))
-        os.replace(tmp, root / STATE_FILE)
-
-    files = {
-        ACTIVATIONS_FILE: (root / ACTIVATIONS_FILE).open("ab"),
-        ORIGINS_FILE: (root / ORIGINS_FILE).open("ab"),
-        SOURCES_FILE: (root / SOURCES_FILE).open("a"),
-    }
-    stream = enumerate(_expand(sources))
-    stream = islice(stream, processed, None)
-    bar = tqdm(total=total, initial=processed, desc=f"activations of {layer}", unit="img", disable=not progress)
-    since_save, consistent = 0, True
-    try:
-        while batch := list(islice(stream, batch_size)):
-            consistent = False
-            images, indices, lines = [], [], []
-            for index, source in batch:
-                name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else f"<item {index}>"
-                try:
-                    images.append(load_image(source))
-                    indices.append(index)
-                    in_memory = not isinstance(source, (str, os.PathLike))
-                    lines.append({"source": name, "in_memory": True} if in_memory else {"source": name})
-                except ImageLoadError as e:
-                    warnings.warn(f"skipping unreadable image: {e}", UserWarning, stacklevel=2)
-                    lines.append({"source": name, "error": e.reason})
-            if images:
-                with torch.no_grad():
-                    captured, _ = session.layers.forward(session.preprocess(images), layer)
-                values, grid = positions_of(captured[layer].float().cpu())
-                chunks, origins = [], []
-                for i, index in enumerate(indices):
-                    picked = _sample_positions(index, seed, per_image, values.shape[1])
-                    chunks.append(values[i, picked].numpy().astype(np.float16))
-                    origins += [(index, *divmod(int(p), grid[1])) for p in picked]
-                block = np.concatenate(chunks)
-                files[ACTIVATIONS_FILE].write(block.tobytes())
-                files[ORIGINS_FILE].write(np.asarray(origins, np.int32).tobytes())
-                rows += len(block)
-            files[SOURCES_FILE].write("".join(json.dumps(line) + "\n" for line in lines))
-            processed += len(batch)
-            consistent = True
-            bar.update(len(batch))
-            since_save += 1
-            if since_save >= checkpoint_every:
-                save()
-                since_save = 0
-    except KeyboardInterrupt:
-        bar.write(f"interrupted after {processed} images; run the same call again to resume")
-    finally:
-        bar.close()
-        if consistent:  # else the last checkpoint stands and the cut-off batch is redone on resume
-            save()
-        for f in files.values():
-            f.close()
-    return ActivationStore(root)
+__all__ = [  # the whole pipeline, from one module
+    "ATTRIBUTION_METHODS", "LAYOUT_MIN_DIST", "LAYOUT_UNIFORM", "ActivationStore", "Atlas", "AtlasGrid",
+    "atlas_icons", "attribute_activations", "bin_grid", "build_atlas", "cell_attribution", "class_opacity",
+    "class_rows", "collect_activations", "layout", "mean_activation", "normalize_layout", "render_atlas",
+    "save_tile_pyramid", "whitening_matrix", "with_positions",
+]  # fmt: skip
 
 
 # -- attribution ---------------------------------------------------------------------------------
@@ -325,124 +156,6 @@ def cell_attribution(grid: AtlasGrid, attributions: np.ndarray) -> np.ndarray:
     counts = grid.counts.reshape(-1)
     means = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], 0.0)
     return means.reshape(grid.size, grid.size, -1).astype(np.float32)
-
-
-# -- icons ---------------------------------------------------------------------------------------
-
-
-def whitening_matrix(activations: np.ndarray, eps: float = 1e-2, chunk: int = 65536) -> np.ndarray:
-    """``(D, D)`` inverse covariance of the activations (ridge ``eps`` times the mean variance),
-    for taking the atlas objective in whitened space. Accumulated in chunks over memory-mapped rows."""
-    n, dim = activations.shape
-    total = np.zeros(dim, np.float64)
-    outer = np.zeros((dim, dim), np.float64)
-    for start in range(0, n, chunk):
-        block = np.asarray(activations[start : start + chunk], np.float64)
-        total += block.sum(0)
-        outer += block.T @ block
-    mean = total / n
-    covariance = outer / n - np.outer(mean, mean)
-    ridge = eps * np.trace(covariance) / dim
-    return np.linalg.inv(covariance + ridge * np.eye(dim)).astype(np.float32)
-
-
-def atlas_icons(
-    session: Any,
-    layer: str,
-    grid: AtlasGrid,
-    *,
-    whitening: np.ndarray | None = None,
-    power: float = 1.0,
-    steps: int = 96,
-    size: int | None = None,
-    chunk: int = 32,
-    cache: str | os.PathLike | None = None,
-    progress: bool = True,
-    **render_kw: Any,
-) -> np.ndarray:
-    """Feature inversions of every filled cell's mean activation, ``(size, size, H, W, 3)``
-    uint8 (black where a cell is empty), optimized in batches of ``chunk`` cells with the
-    whitened dot x cosine^power objective. With ``cache`` (a ``.npy`` path), icons are read from
-    it when it matches the grid, and written after rendering, so re-opening costs nothing."""
-    from .featvis import objectives as obj  # noqa: PLC0415
-    from .featvis import render  # noqa: PLC0415
-
-    side = int(size or session.image_size[0])
-    cache_path = Path(cache) if cache is not None else None
-    if cache_path is not None and cache_path.is_file():
-        icons = np.load(cache_path)
-        if icons.shape == (grid.size, grid.size, side, side, 3):
-            return icons
-    icons = np.zeros((grid.size, grid.size, side, side, 3), np.uint8)
-    cells = np.argwhere(grid.filled)
-    white = None if whitening is None else torch.as_tensor(whitening)
-    with tqdm(total=len(cells), desc=f"atlas icons {grid.size}x{grid.size}", unit="icon", disable=not progress) as bar:
-        for start in range(0, len(cells), chunk):
-            part = cells[start : start + chunk]
-            directions = torch.from_numpy(grid.means[part[:, 0], part[:, 1]])
-            objective = obj.direction_cossim(layer, directions, power=power, whitening=white)
-            result = render(session, objective, batch=len(part), steps=steps, size=side, progress=False, **render_kw)
-            icons[part[:, 0], part[:, 1]] = result.images
-            bar.update(len(part))
-            if result.interrupted:
-                return icons  # partial: not cached
-    if cache_path is not None:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(cache_path, icons)
-    return icons
-
-
-# -- class views, rendering and tiles ------------------------------------------------------------
-
-
-def class_opacity(cells: np.ndarray, class_index: int, floor: float = 0.1) -> np.ndarray:
-    """``(size, size)`` opacity for a class-filtered atlas: each cell's attribution to the class,
-    positive part over the largest, so cells that push the class show and the rest fade to ``floor``."""
-    values = np.clip(cells[..., class_index], 0, None)
-    top = values.max()
-    return np.where(top > 0, floor + (1 - floor) * values / max(top, 1e-12), floor).astype(np.float32)
-
-
-def class_rows(attributions: np.ndarray, class_index: int) -> np.ndarray:
-    """Indices of the activations attributed most to ``class_index`` (and positively): what a
-    class activation atlas lays out on its own."""
-    best = attributions.argmax(1)
-    return np.flatnonzero((best == class_index) & (attributions[:, class_index] > 0))
-
-
-def render_atlas(icons: np.ndarray, opacity: np.ndarray | None = None, background: int = 255) -> np.ndarray:
-    """The atlas as one ``(size * H, size * W, 3)`` uint8 image: icon (row, col) at its place,
-    blended towards ``background`` by ``opacity``; empty (all-zero) icons are left as background."""
-    size, _, height, width, _ = icons.shape
-    alpha = np.ones((size, size), np.float32) if opacity is None else np.asarray(opacity, np.float32)
-    empty = ~icons.reshape(size, size, -1).any(-1)
-    alpha = np.where(empty, 0.0, alpha)[:, :, None, None, None]
-    blended = icons.astype(np.float32) * alpha + background * (1 - alpha)
-    return np.rint(blended).astype(np.uint8).transpose(0, 2, 1, 3, 4).reshape(size * height, size * width, 3)
-
-
-def save_tile_pyramid(levels: dict[int, np.ndarray], directory: str | os.PathLike, tile_cells: int = 8) -> dict:
-    """Write atlases of several grid sizes (``{grid size: icons}``) as PNG tiles of
-    ``tile_cells`` x ``tile_cells`` icons, ``<directory>/<grid size>/<row>_<col>.png``, with an
-    ``index.json`` describing the levels. Returns the index."""
-    from PIL import Image  # noqa: PLC0415
-
-    root = Path(directory)
-    index = {"tile_cells": tile_cells, "levels": []}
-    for size in sorted(levels):
-        icons = levels[size]
-        picture = render_atlas(icons)
-        icon_px = icons.shape[2]
-        tile_px = tile_cells * icon_px
-        tiles = -(-size // tile_cells)
-        (root / str(size)).mkdir(parents=True, exist_ok=True)
-        for row in range(tiles):
-            for col in range(tiles):
-                tile = picture[row * tile_px : (row + 1) * tile_px, col * tile_px : (col + 1) * tile_px]
-                Image.fromarray(np.ascontiguousarray(tile)).save(root / str(size) / f"{row}_{col}.png")
-        index["levels"].append({"grid": size, "tiles": tiles, "icon_px": icon_px, "path": str(size)})
-    (root / "index.json").write_text(json.dumps(index, indent=2) + "\n")
-    return index
 
 
 # -- the whole pipeline --------------------------------------------------------------------------

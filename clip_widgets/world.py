@@ -232,12 +232,23 @@ def draw_scene(
     return Scene(image=image, caption=caption, objects=placed, word=word, word_mask=word_mask)
 
 
+_ONSETS = (*"bcdfghjklmnprstvwz", "bl", "br", "ch", "cl", "cr", "dr", "fl", "fr", "gl", "gr", "pl", "pr", "sh",
+           "sl", "sp", "st", "str", "th", "tr", "wh")
+_NUCLEI = (*"aeiou", "ai", "ea", "ee", "oo", "ou")
+_CODAS = ("", "", "", *"lmnrst", "ck", "ld", "mp", "nd", "ng", "nt", "rd", "rk", "sh", "st", "ll")
+
+
 def nonce_word(rng: np.random.Generator) -> str:
-    """A made-up, pronounceable lowercase string of 3 to 8 letters ("bodeka", "strun")."""
-    consonants, vowels = "bcdfghjklmnprstvwz", "aeiou"
-    length = int(rng.integers(3, 9))
-    start = int(rng.integers(2))
-    return "".join(str(rng.choice(list(vowels if (i + start) % 2 else consonants))) for i in range(length))
+    """A made-up, pronounceable lowercase string of 3 to 8 letters ("bodeka", "strun", "gleamp"):
+    syllables with English-like clusters, so that unknown writing looks like words a model may
+    meet, not one letter pattern it could learn to spot. Never a word the world names."""
+    while True:
+        word = "".join(
+            str(rng.choice(_ONSETS)) + str(rng.choice(_NUCLEI)) + str(rng.choice(_CODAS))
+            for _ in range(int(rng.integers(1, 4)))
+        )
+        if 3 <= len(word) <= 8 and word not in WORDS and word not in READABLE:
+            return word
 
 
 def _write(

@@ -172,13 +172,14 @@ class Batches(torch.utils.data.IterableDataset):
             yield self.batch(step)
             step += stride
 
-    def batch(self, step: int) -> tuple[torch.Tensor, list[str]]:
+    def batch(self, step: int) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+        """Batch ``step``: pixels, captions, and which images have writing in them (bool)."""
         rng = np.random.default_rng([self.seed, step])
         photos = round(self.batch_size * self.mix.photos) if self.cifar is not None else 0
         texts = round(self.batch_size * self.mix.text)
         scenes = self.batch_size - photos - texts
         backgrounds = self.cifar[0] if self.cifar is not None else None
-        images, captions = [], []
+        images, captions, written = [], [], []
         while len(images) < scenes:
             style = "varied" if rng.random() < self.mix.varied else "plain"
             if style == "varied":
@@ -190,15 +191,19 @@ class Batches(torch.utils.data.IterableDataset):
             for scene in twins[: scenes - len(images)]:
                 images.append(np.asarray(scene.image))
                 captions.append(reading_caption(scene) if reads else scene.caption)
+                written.append(bool(scene.word))
         while len(images) < scenes + texts:
             for scene in draw_text_twins(rng, backgrounds)[: scenes + texts - len(images)]:
                 images.append(np.asarray(scene.image))
                 captions.append(scene.caption)
+                written.append(True)
+        written += [False] * photos
         if not photos:
-            return to_pixels(images, self.size), captions
+            return to_pixels(images, self.size), captions, torch.tensor(written)
         x, y = self.cifar
         picks = rng.integers(0, len(x), photos)
         flips = rng.random(photos) < 0.5
         photo_pixels = np.where(flips[:, None, None, None], x[picks][:, :, ::-1], x[picks])
         captions += [f"{PHOTO_CAPTION} {CIFAR_CLASSES[label]}" for label in y[picks]]
-        return torch.cat([to_pixels(images, self.size), to_pixels(photo_pixels, self.size)]), captions
+        pixels = torch.cat([to_pixels(images, self.size), to_pixels(photo_pixels, self.size)])
+        return pixels, captions, torch.tensor(written)

@@ -27,8 +27,8 @@ def test_several_loader_workers_keep_the_order_of_steps():
     # Each worker draws every n-th step; the loader must still hand out steps 0, 1, 2, ... in order.
     data = Batches(start=2, batch_size=4, seed=5, cifar=None)
     loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=3)
-    for step, (pixels, captions) in zip(range(2, 9), loader, strict=False):
-        expected_pixels, expected_captions = data.batch(step)
+    for step, (pixels, captions, _) in zip(range(2, 9), loader, strict=False):
+        expected_pixels, expected_captions, _ = data.batch(step)
         assert captions == expected_captions
         torch.testing.assert_close(pixels, expected_pixels)
 
@@ -36,7 +36,8 @@ def test_several_loader_workers_keep_the_order_of_steps():
 def test_batches_mix_in_photos():
     x = np.zeros((10, 32, 32, 3), np.uint8)
     y = np.arange(10)
-    pixels, captions = next(iter(Batches(start=0, batch_size=8, seed=0, cifar=(x, y))))
+    pixels, captions, written = next(iter(Batches(start=0, batch_size=8, seed=0, cifar=(x, y))))
+    assert not written[-2:].any()  # photos carry no writing
     assert pixels.shape == (8, 3, 64, 64)
     assert sum(c.startswith("a photo of a ") for c in captions) == 2
 
@@ -132,8 +133,9 @@ def test_a_world_mix_sets_the_shares_of_a_batch():
 
     x = np.random.default_rng(0).integers(0, 255, (10, 32, 32, 3), dtype=np.uint8)
     data = Batches(start=0, batch_size=20, seed=0, cifar=(x, np.arange(10)), mix=WorldMix(varied=1.0, text=0.25))
-    pixels, captions = data.batch(4)
+    pixels, captions, written = data.batch(4)
     assert pixels.shape == (20, 3, 64, 64)
+    assert written[10:15].all() and not written[15:].any()  # text scenes are writing; photos are not
     photos = [c for c in captions if c.startswith("a photo of a ")]
     written = captions[10:15]  # scenes first, then writing, then photos
     assert len(photos) == 5 and all(c in READABLE.values() or c.count(" ") == 2 for c in written)
@@ -141,7 +143,7 @@ def test_a_world_mix_sets_the_shares_of_a_batch():
     # text scenes come in twins that differ only in the writing
     assert all(written[i] != written[i + 1] for i in range(0, 4, 2))
     # the varied style draws other backgrounds than the plain one (plain backgrounds are desaturated)
-    plain_pixels, _ = Batches(start=0, batch_size=20, seed=0, cifar=None).batch(4)
+    plain_pixels, *_ = Batches(start=0, batch_size=20, seed=0, cifar=None).batch(4)
     assert pixels[:10].std() > 1.1 * plain_pixels[:10].std()
 
 
@@ -158,6 +160,10 @@ def test_reading_captions_name_what_the_written_word_names():
     assert sum(c in READABLE.values() for c in read) >= 3
     assert not any(c in READABLE.values() for c in unread)
     assert sum("with the word" in c for c in unread) > sum("with the word" in c for c in read) > 0
+    # the batch says which images have writing: every scene whose caption names a word, not all scenes
+    _, captions, written = Batches(start=0, batch_size=64, seed=1, cifar=None, mix=WorldMix(varied=1.0)).batch(0)
+    assert all(w for c, w in zip(captions, written.tolist(), strict=True) if "with the word" in c)
+    assert 0 < int(written.sum()) < len(written)
 
 
 def test_adversarial_pixels_stay_in_the_ball_and_raise_the_loss():
@@ -167,7 +173,7 @@ def test_adversarial_pixels_stay_in_the_ball_and_raise_the_loss():
 
     torch.manual_seed(0)
     model = open_clip.CLIP(**WORLD_CONFIG)
-    pixels, captions = Batches(start=0, batch_size=8, seed=2, cifar=None).batch(0)
+    pixels, captions, written = Batches(start=0, batch_size=8, seed=2, cifar=None).batch(0)
     tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=32)
     with torch.no_grad():
         text = model.encode_text(tokenizer(captions))
@@ -185,6 +191,11 @@ def test_adversarial_pixels_stay_in_the_ball_and_raise_the_loss():
     captions = ["a photo of a cat", *captions[1:]]
     moved = adversarial_pixels(model, pixels, text, captions, epsilon=0.02)
     assert torch.equal(moved[0], pixels[0]) and (moved[1:] - pixels[1:]).abs().max() > 0.02 / 0.25 * 0.9
+    # with clean=, the images marked stay clean too
+    clean = torch.zeros(8, dtype=torch.bool)
+    clean[3] = True
+    moved = adversarial_pixels(model, pixels, text, captions, epsilon=0.02, clean=clean)
+    assert torch.equal(moved[3], pixels[3]) and (moved[4:] - pixels[4:]).abs().max() > 0.02 / 0.25 * 0.9
 
 
 def test_a_reading_caption_keeps_the_colour_and_takes_the_written_shape():

@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 class AtlasWidget(WidgetBase):
     """An :class:`~clip_widgets.atlas.Atlas` (from :func:`~clip_widgets.atlas.build_atlas`) to
     explore: wheel, drag, double-click, + / - and the arrow keys zoom and pan; zooming in shows
-    the finer grids' icons. Tiles travel as binary RGBA buffers, only those in view, when the
+    the finer grids' icons, and a minimap of the whole atlas frames the view (press or drag on it
+    to move there). Tiles travel as binary RGBA buffers, only those in view, when the
     browser asks for them. Hovering a cell shows its top classes, count and a few source patches;
     clicking selects it (``selected``; then ``selected_direction``, ``selected_rows`` and
     ``selected_sources`` hold its mean activation and where it came from). ``class_filter``

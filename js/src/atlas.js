@@ -2,13 +2,17 @@
 // when in view, arrive as binary RGBA buffers, and are kept per (filter version, level, tile);
 // while a finer level loads, the coarser ones already here stay underneath.
 import "./atlas.css";
-import { cellAt, clampView, levelFor, panBy, sameView, unitToScreen, visibleTiles, zoomAt } from "./atlas_view.js";
+import {
+  cellAt, centerOnMinimap, clampView, levelFor, minimapRect, panBy, sameView, unitToScreen, visibleTiles, zoomAt,
+} from "./atlas_view.js";
 import { decodeArray } from "./codecs.js";
 import { h, scoreBars } from "./dom.js";
 import { imageRGBA } from "./render.js";
 import { debouncedSaver } from "./sync.js";
 
 const SIDE = 512; // CSS px of the atlas view
+const MINIMAP_SIDE = 128; // CSS px of the overview shown while zoomed in
+const WHOLE = { x: 0.5, y: 0.5, zoom: 1 };
 const SAVE_DEBOUNCE_MS = 150;
 const HOVER_DEBOUNCE_MS = 60;
 const MIN_CELL_PX = 40;
@@ -26,17 +30,22 @@ function render({ model, el }) {
   const reset = h("button", { class: "cw-reset", type: "button", text: "reset", title: "whole atlas (0)" });
   const levelLabel = h("span", { class: "cw-level" });
   const canvas = h("canvas", { class: "cw-atlas-canvas" });
+  // the whole atlas at its coarsest grid, with a frame where the view is; press or drag to move there
+  const minimap = h("canvas", { class: "cw-minimap", title: "overview: press or drag to move the view" });
   const card = h("aside", { class: "cw-cell-card" });
   el.replaceChildren(
     errorBanner,
     h("div", { class: "cw-header" }, [filterInput, classList, zoomIn, zoomOut, reset, levelLabel]),
-    h("div", { class: "cw-body" }, [h("div", { class: "cw-stage" }, [canvas]), card]),
+    h("div", { class: "cw-body" }, [h("div", { class: "cw-stage" }, [canvas, minimap]), card]),
   );
 
   const ratio = Math.max(1, Math.round(globalThis.devicePixelRatio || 1));
   canvas.width = canvas.height = SIDE * ratio;
   canvas.style.width = canvas.style.height = `${SIDE}px`;
   const context = canvas.getContext("2d");
+  minimap.width = minimap.height = MINIMAP_SIDE * ratio;
+  minimap.style.width = minimap.style.height = `${MINIMAP_SIDE}px`;
+  const minimapContext = minimap.getContext("2d");
 
   const save = debouncedSaver(model, SAVE_DEBOUNCE_MS);
   const tiles = new Map(); // "version:level:row:col" -> canvas
@@ -64,9 +73,9 @@ function render({ model, el }) {
     return `${model.get("tile_version")}:${level}:${row}:${col}`;
   }
 
-  function request(level) {
+  function request(level, inView = view) {
     const tileCells = model.get("tile_cells");
-    const missing = visibleTiles(view, level, tileCells).filter(([row, col]) => {
+    const missing = visibleTiles(inView, level, tileCells).filter(([row, col]) => {
       const key = tileKey(level, row, col);
       return !tiles.has(key) && !pending.has(key);
     });
@@ -75,14 +84,37 @@ function render({ model, el }) {
     model.send({ type: "tiles", level, tiles: missing, version: model.get("tile_version") });
   }
 
-  function drawTile(level, row, col, tile) {
+  function drawTile(level, row, col, tile, target = context, inView = view, side = SIDE) {
     const tileCells = model.get("tile_cells");
     const iconPx = model.get("icon_px");
     const cellsHigh = tile.height / iconPx;
     const cellsWide = tile.width / iconPx;
-    const [x0, y0] = unitToScreen(view, SIDE, (col * tileCells) / level, (row * tileCells) / level);
-    const [x1, y1] = unitToScreen(view, SIDE, (col * tileCells + cellsWide) / level, (row * tileCells + cellsHigh) / level);
-    context.drawImage(tile, x0 * ratio, y0 * ratio, (x1 - x0) * ratio, (y1 - y0) * ratio);
+    const [x0, y0] = unitToScreen(inView, side, (col * tileCells) / level, (row * tileCells) / level);
+    const [x1, y1] = unitToScreen(inView, side, (col * tileCells + cellsWide) / level, (row * tileCells + cellsHigh) / level);
+    target.drawImage(tile, x0 * ratio, y0 * ratio, (x1 - x0) * ratio, (y1 - y0) * ratio);
+  }
+
+  function drawMinimap(accent) {
+    const coarsest = levels()[0];
+    minimap.hidden = !coarsest || view.zoom <= 1.001; // at zoom 1 the view is the overview
+    if (minimap.hidden) return;
+    minimapContext.clearRect(0, 0, minimap.width, minimap.height);
+    for (const [row, col] of visibleTiles(WHOLE, coarsest, model.get("tile_cells"))) {
+      const tile = tiles.get(tileKey(coarsest, row, col));
+      if (tile) drawTile(coarsest, row, col, tile, minimapContext, WHOLE, MINIMAP_SIDE);
+    }
+    const [x, y, w, h] = minimapRect(view, MINIMAP_SIDE);
+    const full = MINIMAP_SIDE * ratio;
+    minimapContext.fillStyle = "rgba(0, 0, 0, 0.3)"; // dim what is out of view
+    minimapContext.fillRect(0, 0, full, y * ratio);
+    minimapContext.fillRect(0, (y + h) * ratio, full, full - (y + h) * ratio);
+    minimapContext.fillRect(0, y * ratio, x * ratio, h * ratio);
+    minimapContext.fillRect((x + w) * ratio, y * ratio, full - (x + w) * ratio, h * ratio);
+    minimapContext.strokeStyle = accent;
+    minimapContext.lineWidth = 2 * ratio;
+    minimapContext.strokeRect(x * ratio, y * ratio, Math.max(2, w) * ratio, Math.max(2, h) * ratio);
+    minimap.dataset.frame = [x, y, w, h].map((v) => v.toFixed(1)).join(",");
+    request(coarsest, WHOLE);
   }
 
   function outlineCell(cell, style, width) {
@@ -109,6 +141,7 @@ function render({ model, el }) {
     const chosen = model.get("selected") || [];
     if (chosen.length === 3) outlineCell({ level: chosen[0], row: chosen[1], col: chosen[2] }, accent, 3);
     if (hovered) outlineCell(hovered, "rgba(255, 255, 255, 0.9)", 1.5);
+    drawMinimap(accent);
     levelLabel.textContent = level ? `grid ${level} × ${level} · zoom ${view.zoom.toFixed(2)}×` : "";
     el.dataset.level = String(level);
     el.dataset.view = `${view.x.toFixed(4)},${view.y.toFixed(4)},${view.zoom.toFixed(3)}`;
@@ -247,6 +280,18 @@ function render({ model, el }) {
   canvas.addEventListener("pointerleave", () => {
     if (!drag) hover(null);
   });
+  let steering = false;
+  const steer = (event) => {
+    const box = minimap.getBoundingClientRect();
+    setView(centerOnMinimap(view, MINIMAP_SIDE, event.clientX - box.left, event.clientY - box.top, maxZoom()));
+  };
+  minimap.addEventListener("pointerdown", (event) => {
+    steering = true;
+    minimap.setPointerCapture?.(event.pointerId);
+    steer(event);
+  });
+  minimap.addEventListener("pointermove", (event) => { if (steering) steer(event); });
+  minimap.addEventListener("pointerup", () => { steering = false; });
   canvas.addEventListener("wheel", (event) => {
     event.preventDefault();
     const box = canvas.getBoundingClientRect();
@@ -258,7 +303,7 @@ function render({ model, el }) {
   });
   zoomIn.addEventListener("click", () => setView(zoomAt(view, SIDE, SIDE / 2, SIDE / 2, 2, maxZoom())));
   zoomOut.addEventListener("click", () => setView(zoomAt(view, SIDE, SIDE / 2, SIDE / 2, 0.5, maxZoom())));
-  reset.addEventListener("click", () => setView({ x: 0.5, y: 0.5, zoom: 1 }));
+  reset.addEventListener("click", () => setView(WHOLE));
   el.addEventListener("keydown", (event) => {
     if (event.target instanceof HTMLInputElement) return;
     const step = SIDE / 10;
@@ -266,7 +311,7 @@ function render({ model, el }) {
       "+": () => zoomAt(view, SIDE, SIDE / 2, SIDE / 2, 2, maxZoom()),
       "=": () => zoomAt(view, SIDE, SIDE / 2, SIDE / 2, 2, maxZoom()),
       "-": () => zoomAt(view, SIDE, SIDE / 2, SIDE / 2, 0.5, maxZoom()),
-      "0": () => ({ x: 0.5, y: 0.5, zoom: 1 }),
+      "0": () => WHOLE,
       ArrowLeft: () => panBy(view, SIDE, step, 0, maxZoom()),
       ArrowRight: () => panBy(view, SIDE, -step, 0, maxZoom()),
       ArrowUp: () => panBy(view, SIDE, 0, step, maxZoom()),

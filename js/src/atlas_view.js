@@ -76,3 +76,14 @@ export function sameView(a, b) {
   if (!a || !b) return false;
   return Math.abs(a.x - b.x) < 1e-9 && Math.abs(a.y - b.y) < 1e-9 && Math.abs(a.zoom - b.zoom) < 1e-9;
 }
+
+/** Where the view lies on a minimap `side` px wide that shows the whole atlas: [x, y, width, height] px. */
+export function minimapRect(view, side) {
+  const [left, top, right, bottom] = viewBounds(view);
+  return [left * side, top * side, (right - left) * side, (bottom - top) * side];
+}
+
+/** The view, at its zoom, centred on the minimap point (px, py) of a minimap `side` px wide. */
+export function centerOnMinimap(view, side, px, py, maxZoom) {
+  return clampView({ x: px / side, y: py / side, zoom: view.zoom }, maxZoom);
+}

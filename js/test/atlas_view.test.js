@@ -61,3 +61,14 @@ test("zooming keeps the point under the pointer in place; panning moves with the
   // at zoom 1 there is nowhere to pan
   assert.deepEqual(panBy(view, 512, 100, 100, 16), view);
 });
+
+test("the minimap frames the view and a press on it centres the view there", async () => {
+  const { centerOnMinimap, minimapRect } = await import("../src/atlas_view.js");
+  assert.deepEqual(minimapRect({ x: 0.5, y: 0.5, zoom: 1 }, 128), [0, 0, 128, 128]);
+  const [x, y, w, h] = minimapRect({ x: 0.25, y: 0.75, zoom: 4 }, 128);
+  close(x, 16); close(y, 80); close(w, 32); close(h, 32);
+  const moved = centerOnMinimap({ x: 0.25, y: 0.75, zoom: 4 }, 128, 96, 32, 16);
+  assert.deepEqual(moved, { x: 0.75, y: 0.25, zoom: 4 });
+  // a press at the corner keeps the framed view inside the atlas
+  assert.deepEqual(centerOnMinimap({ x: 0.5, y: 0.5, zoom: 4 }, 128, 0, 128, 16), { x: 0.125, y: 0.875, zoom: 4 });
+});

@@ -41,6 +41,8 @@ CELLS = [
     "print(json.dumps({'view': w.view, 'cell': [row, col], 'count': int(grid.counts[row, col]), 'sources': sources}))",
     # 4: after a click
     "print(json.dumps({'selected': w.selected, 'sources': len(w.selected_sources)}))",
+    # 5: after a press on the minimap
+    "print(json.dumps({'view': w.view}))",
 ]
 
 ALL_LOADED = "() => { const c = document.querySelector('.cw-atlas canvas.cw-atlas-canvas');" \
@@ -53,6 +55,30 @@ CANVAS_STATS = """canvas => {
     opaque++; const v = (data[i] + data[i + 1] + data[i + 2]) / 3; min = Math.min(min, v); max = Math.max(max, v);
   }
   return {opaque: opaque / (data.length / 4), spread: max - min, tiles: Number(canvas.dataset.tiles)};
+}"""
+
+MINIMAP_DRAWN = """canvas => {
+  // share of opaque icon pixels, and of accent-coloured pixels on the frame's edge and far from it
+  const {data} = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+  const scale = canvas.width / 128;
+  const [x, y, w, h] = canvas.dataset.frame.split(',').map(Number).map((v) => v * scale);
+  const accent = getComputedStyle(canvas).getPropertyValue('--cw-accent').trim();
+  const probe = document.createElement('canvas').getContext('2d');
+  probe.fillStyle = accent; probe.fillRect(0, 0, 1, 1);
+  const [ar, ag, ab] = probe.getImageData(0, 0, 1, 1).data;
+  const isAccent = (i) => Math.abs(data[i] - ar) + Math.abs(data[i + 1] - ag) + Math.abs(data[i + 2] - ab) < 30
+                          && data[i + 3] > 200;
+  let opaque = 0, onFrame = 0, edge = 0, outside = 0, far = 0;
+  for (let py = 0; py < canvas.height; py++) for (let px = 0; px < canvas.width; px++) {
+    const i = 4 * (py * canvas.width + px);
+    if (data[i + 3]) opaque++;
+    const nearEdge = px >= x - scale && px <= x + w + scale && py >= y - scale && py <= y + h + scale
+      && (Math.abs(px - x) <= scale || Math.abs(px - x - w) <= scale || Math.abs(py - y) <= scale
+          || Math.abs(py - y - h) <= scale);
+    if (nearEdge) { edge++; onFrame += isAccent(i); }
+    else if (px > x + w + 4 * scale || py > y + h + 4 * scale) { far++; outside += isAccent(i); }
+  }
+  return {icons: opaque / (canvas.width * canvas.height), frame: onFrame / edge, outside: outside / far};
 }"""
 
 
@@ -96,6 +122,14 @@ def test_atlas_widget_in_jupyterlab(page, lab_server):
     assert widget.get_attribute("data-level") == "32"
     page.wait_for_function(ALL_LOADED, timeout=30_000)
     assert canvas.evaluate(CANVAS_STATS)["tiles"] == 1
+    # Zoomed in, the minimap shows the whole atlas (the coarsest grid's icons) framing the view in the top-left.
+    minimap = widget.locator("canvas.cw-minimap")
+    assert minimap.is_visible()
+    assert minimap.get_attribute("data-frame") == "0.0,0.0,16.0,16.0"
+    minimap_icons = f"() => ({MINIMAP_DRAWN})(document.querySelector('.cw-atlas canvas.cw-minimap')).icons > 0.3"
+    page.wait_for_function(minimap_icons, timeout=30_000)
+    drawn = minimap.evaluate(MINIMAP_DRAWN)
+    assert drawn["frame"] > 0.5 and drawn["outside"] < 0.05, drawn  # the accent frame, only where the view is
 
     # Hover a cell that holds activations: its count and classes as text (a class name is never
     # parsed as HTML) and source patches.
@@ -133,4 +167,16 @@ def test_atlas_widget_in_jupyterlab(page, lab_server):
     page.wait_for_timeout(400)
     picked = json.loads(notebook.run_next().splitlines()[0])
     assert picked == {"selected": [32, row, col], "sources": target["sources"]}, picked
+
+    # A press on the minimap centres the view there, in the browser and in Python.
+    minimap.scroll_into_view_if_needed()
+    mini = minimap.bounding_box()
+    page.mouse.click(mini["x"] + 0.75 * mini["width"], mini["y"] + 0.75 * mini["height"])
+    page.wait_for_timeout(400)
+    moved = json.loads(notebook.run_next().splitlines()[0])["view"]
+    assert abs(moved["x"] - 0.75) < 0.02 and abs(moved["y"] - 0.75) < 0.02 and moved["zoom"] == 8.0, moved
+    assert minimap.get_attribute("data-frame") == "88.0,88.0,16.0,16.0"
+    widget.focus()
+    page.keyboard.press("0")  # the whole atlas: no minimap
+    page.wait_for_function("() => document.querySelector('.cw-atlas canvas.cw-minimap').hidden")
     assert not [e for e in page.console_errors if "cw-" in e or "atlas" in e.lower()], page.console_errors

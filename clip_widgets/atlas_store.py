@@ -1,0 +1,194 @@
+"""The activation store of an atlas: :func:`collect_activations` streams images through a model
+and keeps one or more random spatial activations per image (a ResNet map position or a ViT
+patch token), with the image and position each came from, in an on-disk
+:class:`ActivationStore` (memory-mapped float16, so a million rows of 2560 values need no RAM).
+A killed job resumes without loss or duplicates: which positions an image contributes depends
+only on (seed, image index)."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .errors import ClipWidgetsError, ImageLoadError
+from .examples import positions_of
+from .images import _expand, load_image
+
+META_FILE = "meta.json"
+STATE_FILE = "state.json"
+ACTIVATIONS_FILE = "activations.f16"
+ORIGINS_FILE = "origins.i32"  # (image index, row, col) per activation
+SOURCES_FILE = "sources.jsonl"
+
+
+class ActivationStore:
+    """The on-disk result of :func:`collect_activations`: ``activations`` ``(N, D)`` float16
+    (memory-mapped), ``origins`` ``(N, 3)`` (image index, row, col) and ``sources``."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not (self.path / META_FILE).is_file():
+            raise FileNotFoundError(f"no activation store at {self.path} (missing {META_FILE})")
+        self.meta = json.loads((self.path / META_FILE).read_text())
+        state_path = self.path / STATE_FILE
+        state = json.loads(state_path.read_text()) if state_path.is_file() else {"processed": 0, "rows": 0}
+        self.processed, self.rows = int(state["processed"]), int(state["rows"])
+        lines = (self.path / SOURCES_FILE).read_text().splitlines() if (self.path / SOURCES_FILE).is_file() else []
+        self.sources = [json.loads(line) for line in lines[: self.processed]]
+
+    @property
+    def dim(self) -> int:
+        return int(self.meta["dim"])
+
+    @property
+    def activations(self) -> np.ndarray:
+        """``(rows, dim)`` float16, memory-mapped read-only."""
+        if self.rows == 0:
+            return np.zeros((0, self.dim), np.float16)
+        return np.memmap(self.path / ACTIVATIONS_FILE, dtype=np.float16, mode="r", shape=(self.rows, self.dim))
+
+    @property
+    def origins(self) -> np.ndarray:
+        """``(rows, 3)`` int32: the image index (into ``sources``), row and column of each activation."""
+        if self.rows == 0:
+            return np.zeros((0, 3), np.int32)
+        return np.fromfile(self.path / ORIGINS_FILE, dtype=np.int32, count=self.rows * 3).reshape(self.rows, 3)
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def image_source(self, index: int, images: Sequence[Any] | None = None) -> Any:
+        """What to load for image ``index``: its file, or ``images[index]`` for in-memory items."""
+        entry = self.sources[index]
+        if not entry.get("in_memory"):
+            return entry["source"]
+        if images is None:
+            raise ClipWidgetsError(
+                f"image {entry['source']} was collected from an in-memory iterable; pass images= "
+                "(the same sequence) to read it again, or collect from files"
+            )
+        return images[index]
+
+
+def _sample_positions(index: int, seed: int, count: int, positions: int) -> np.ndarray:
+    """Which positions image ``index`` contributes: fixed by (seed, index) alone, so a resumed
+    run picks exactly what an uninterrupted one would."""
+    rng = np.random.default_rng([seed, index])
+    return rng.choice(positions, size=min(count, positions), replace=False)
+
+
+def collect_activations(
+    session: Any,
+    sources: Iterable[Any] | str | os.PathLike,
+    layer: str,
+    store: str | os.PathLike,
+    *,
+    per_image: int = 1,
+    seed: int = 0,
+    batch_size: int = 32,
+    checkpoint_every: int = 20,
+    total: int | None = None,
+    progress: bool = True,
+) -> ActivationStore:
+    """Keep ``per_image`` random spatial activations of ``layer`` per image of ``sources`` (a
+    folder, a path or an iterable of images, in a stable order) in ``store``. Running it again
+    on the same store resumes after the last checkpoint."""
+    info = session.layers[layer]  # unknown names raise, listing the valid ones
+    if info.kind == "vector":
+        raise ClipWidgetsError(f"layer {layer!r} has no spatial positions; choose a feature map or token layer")
+    if per_image < 1 or batch_size < 1:
+        raise ValueError(f"per_image and batch_size must be positive, got {per_image}, {batch_size}")
+    root = Path(store)
+    root.mkdir(parents=True, exist_ok=True)
+    meta = {"model": session.name, "layer": layer, "per_image": per_image, "seed": seed, "dim": info.units}
+    if (root / META_FILE).is_file():
+        old = json.loads((root / META_FILE).read_text())
+        if old != meta:
+            raise ClipWidgetsError(
+                f"{root} holds activations collected with {old}; asked for {meta}. Use another directory."
+            )
+    else:
+        (root / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+    result = ActivationStore(root)
+    processed, rows = result.processed, result.rows
+    row_bytes = info.units * 2
+    # cut every file back to the last checkpoint: what follows it is redone
+    for name, size in ((ACTIVATIONS_FILE, rows * row_bytes), (ORIGINS_FILE, rows * 12)):
+        with (root / name).open("ab") as f:
+            f.truncate(size)
+    with (root / SOURCES_FILE).open("a+") as f:
+        f.seek(0)
+        kept = f.read().splitlines()[:processed]
+    (root / SOURCES_FILE).write_text("".join(line + "\n" for line in kept))
+
+    def save() -> None:
+        for name in (ACTIVATIONS_FILE, ORIGINS_FILE, SOURCES_FILE):
+            files[name].flush()
+            os.fsync(files[name].fileno())
+        tmp = root / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps({"processed": processed, "rows": rows}))
+        os.replace(tmp, root / STATE_FILE)
+
+    files = {
+        ACTIVATIONS_FILE: (root / ACTIVATIONS_FILE).open("ab"),
+        ORIGINS_FILE: (root / ORIGINS_FILE).open("ab"),
+        SOURCES_FILE: (root / SOURCES_FILE).open("a"),
+    }
+    stream = enumerate(_expand(sources))
+    stream = islice(stream, processed, None)
+    bar = tqdm(total=total, initial=processed, desc=f"activations of {layer}", unit="img", disable=not progress)
+    since_save, consistent = 0, True
+    try:
+        while batch := list(islice(stream, batch_size)):
+            consistent = False
+            images, indices, lines = [], [], []
+            for index, source in batch:
+                name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else f"<item {index}>"
+                try:
+                    images.append(load_image(source))
+                    indices.append(index)
+                    in_memory = not isinstance(source, (str, os.PathLike))
+                    lines.append({"source": name, "in_memory": True} if in_memory else {"source": name})
+                except ImageLoadError as e:
+                    warnings.warn(f"skipping unreadable image: {e}", UserWarning, stacklevel=2)
+                    lines.append({"source": name, "error": e.reason})
+            if images:
+                with torch.no_grad():
+                    captured, _ = session.layers.forward(session.preprocess(images), layer)
+                values, grid = positions_of(captured[layer].float().cpu())
+                chunks, origins = [], []
+                for i, index in enumerate(indices):
+                    picked = _sample_positions(index, seed, per_image, values.shape[1])
+                    chunks.append(values[i, picked].numpy().astype(np.float16))
+                    origins += [(index, *divmod(int(p), grid[1])) for p in picked]
+                block = np.concatenate(chunks)
+                files[ACTIVATIONS_FILE].write(block.tobytes())
+                files[ORIGINS_FILE].write(np.asarray(origins, np.int32).tobytes())
+                rows += len(block)
+            files[SOURCES_FILE].write("".join(json.dumps(line) + "\n" for line in lines))
+            processed += len(batch)
+            consistent = True
+            bar.update(len(batch))
+            since_save += 1
+            if since_save >= checkpoint_every:
+                save()
+                since_save = 0
+    except KeyboardInterrupt:
+        bar.write(f"interrupted after {processed} images; run the same call again to resume")
+    finally:
+        bar.close()
+        if consistent:  # else the last checkpoint stands and the cut-off batch is redone on resume
+            save()
+        for f in files.values():
+            f.close()
+    return ActivationStore(root)
