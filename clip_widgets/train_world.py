@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="share of varied scenes with a readable word whose caption names what the word names")
     parser.add_argument("--nonce", type=float, default=0.0,
                         help="share of words in varied scenes that are made-up strings the caption leaves out")
+    parser.add_argument("--word-twins", type=float, default=0.0,
+                        help="share of varied twins that differ only in the written word (shape name or made-up)")
     parser.add_argument("--photos", type=float, default=0.25,
                         help="share of each batch that is CIFAR-10 photos (with --cifar)")
     parser.add_argument("--adversarial", type=float, default=0.0, metavar="EPSILON",
@@ -254,7 +256,8 @@ def main(argv: list[str] | None = None) -> None:
         progress = (k - args.warmup) / max(1, args.steps - args.warmup)
         return args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
-    mix = WorldMix(varied=args.varied, text=args.text_scenes, photos=args.photos, read=args.read, nonce=args.nonce)
+    mix = WorldMix(varied=args.varied, text=args.text_scenes, photos=args.photos, read=args.read, nonce=args.nonce,
+                   word_twins=args.word_twins)  # fmt: skip
     loader = torch.utils.data.DataLoader(
         Batches(step, args.batch_size, args.seed, cifar, image_size, mix),
         batch_size=None,

@@ -35,6 +35,9 @@ CLASSES: tuple[str, ...] = tuple(f"{colour} {shape}" for colour in COLOURS for s
 WORDS: tuple[str, ...] = (*COLOURS, *SHAPES, "cat", "dog", "car", "ship", "apple", "ipod", "bird", "truck")
 """Words that may be written into scenes."""
 
+BOLD_ODDS = 0.5
+"""How often a word in a varied or text scene is written in bold (thickened strokes)."""
+
 STYLES = ("plain", "varied")
 """``plain``: soft desaturated textures, two sizes; ``varied``: see :mod:`clip_widgets.world_styles`."""
 READABLE: dict[str, str] = {
@@ -225,7 +228,9 @@ def draw_scene(
     if word:
         heights = (size // 8, size // 3) if varied else (size // 6, size // 4)
         dark = bool(np.asarray(image).mean() > 120) if varied else None  # legible on any background
-        word_mask = _write(draw, rng, word, int(rng.integers(max(9, heights[0]), max(10, heights[1]))), size, dark)
+        height = int(rng.integers(max(9, heights[0]), max(10, heights[1])))
+        bold = int(rng.random() < BOLD_ODDS) if varied else 0  # regular and bold type, as signs and labels use
+        word_mask = _write(draw, rng, word, height, size, dark, bold=bold)
     if varied:
         image = camera(image, rng)
     caption = caption_for(placed, word if named else None)
@@ -259,20 +264,22 @@ def _write(
     size: int,
     dark: bool | None = None,
     region: tuple[float, float, float, float] | None = None,
+    bold: int = 0,
 ) -> np.ndarray:
     """Write ``word`` at a random place (inside ``region``, x0 y0 x1 y1, if given) in near-black
-    or near-white ink (``dark`` picks, else chance); returns its mask."""
+    or near-white ink (``dark`` picks, else chance), its strokes thickened by ``bold`` px;
+    returns its mask."""
     font = _font(height)
-    box = draw.textbbox((0, 0), word, font=font)
+    box = draw.textbbox((0, 0), word, font=font, stroke_width=bold)
     width, text_height = box[2] - box[0], box[3] - box[1]
     x0, y0, x1, y1 = region or (0, 0, size, size)
     x = x0 + rng.uniform(0, max(1, x1 - x0 - width)) - box[0]
     y = y0 + rng.uniform(0, max(1, y1 - y0 - text_height)) - box[1]
     coin = rng.random() < 0.5  # drawn either way, so a plain scene's later draws stay as they were
     ink = (20, 20, 20) if (coin if dark is None else dark) else (245, 245, 245)
-    draw.text((x, y), word, fill=ink, font=font)
+    draw.text((x, y), word, fill=ink, font=font, stroke_width=bold, stroke_fill=ink)
     text_image = Image.new("L", (size, size))
-    ImageDraw.Draw(text_image).text((x, y), word, fill=255, font=font)
+    ImageDraw.Draw(text_image).text((x, y), word, fill=255, font=font, stroke_width=bold, stroke_fill=255)
     return np.asarray(text_image) > 127
 
 
@@ -309,6 +316,6 @@ def draw_text_scene(
     height = int(rng.integers(max(9, size // 6), max(10, size // 3)))
     while height > 9 and draw.textbbox((0, 0), text, font=_font(height))[2] > size:
         height -= 1
-    word_mask = _write(draw, rng, text, height, size, dark_ink, region)
+    word_mask = _write(draw, rng, text, height, size, dark_ink, region, bold=int(rng.random() < BOLD_ODDS))
     image = camera(image, rng)
     return Scene(image=image, caption=caption, objects=[], word=text, word_mask=word_mask)

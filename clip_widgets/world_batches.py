@@ -20,7 +20,19 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .world import CLASSES, COLOURS, READABLE, SHAPES, WORDS, Scene, class_prompt, draw_scene, draw_text_scene
+from .world import (
+    CLASSES,
+    COLOURS,
+    READABLE,
+    SHAPES,
+    WORDS,
+    Scene,
+    caption_for,
+    class_prompt,
+    draw_scene,
+    draw_text_scene,
+    nonce_word,
+)
 
 PREPROCESS = {"size": 64, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "interpolation": "bicubic",
               "resize_mode": "shortest"}  # fmt: skip
@@ -92,6 +104,9 @@ class WorldMix:
     nonce: float = 0.0
     """Share of the words written into varied scenes that are made-up strings the caption leaves
     out, so that text the model cannot read does not sway it (the control for reading)."""
+    word_twins: float = 0.0
+    """Share of varied twins that differ only in their writing (:func:`draw_word_twins`): another
+    shape's name, read by the caption, or a made-up word, left out of it."""
 
     @property
     def word_probability(self) -> float:
@@ -134,6 +149,22 @@ def draw_text_twins(rng: np.random.Generator, photos: np.ndarray | None = None) 
     second = str(rng.choice(pool))
     seed = int(rng.integers(2**62))
     return draw_text_scene(seed, text=first, photos=photos), draw_text_scene(seed, text=second, photos=photos)
+
+
+def draw_word_twins(rng: np.random.Generator, photos: np.ndarray | None = None) -> tuple[list[Scene], list[str]]:
+    """Two varied scenes of one lone shape, alike in all but the writing beside it: another shape's
+    name, captioned as read ("a red star" for a red circle labelled "star"), or a made-up word of
+    about its length, left out of the caption ("a red circle"). To tell them apart a model must
+    read the word, not merely notice that something is written."""
+    colour, shape = str(rng.choice(list(COLOURS))), str(rng.choice(SHAPES))
+    name = str(rng.choice([s for s in SHAPES if s != shape]))
+    made_up = nonce_word(rng)
+    while abs(len(made_up) - len(name)) > 1:
+        made_up = nonce_word(rng)
+    seed = int(rng.integers(2**62))
+    kw = {"spec": [(colour, shape)], "style": "varied", "photos": photos}
+    read, unread = draw_scene(seed, word=name, **kw), draw_scene(seed, word=made_up, **kw)
+    return [read, unread], [reading_caption(read), caption_for(unread.objects)]
 
 
 def reading_caption(scene: Scene) -> str:
@@ -182,15 +213,19 @@ class Batches(torch.utils.data.IterableDataset):
         images, captions, written = [], [], []
         while len(images) < scenes:
             style = "varied" if rng.random() < self.mix.varied else "plain"
-            if style == "varied":
+            if style == "varied" and self.mix.word_twins and rng.random() < self.mix.word_twins:
+                twins, twin_captions = draw_word_twins(rng, backgrounds)
+            elif style == "varied":
                 words = READING_WORDS if self.mix.read else WORDS
                 twins = draw_twins(rng, style, backgrounds, self.mix.word_probability, self.mix.nonce, words)
+                reads = twins[0].word in READABLE and rng.random() < self.mix.read
+                twin_captions = [reading_caption(t) if reads else t.caption for t in twins]
             else:
                 twins = draw_twins(rng, style, backgrounds)
-            reads = style == "varied" and twins[0].word in READABLE and rng.random() < self.mix.read
-            for scene in twins[: scenes - len(images)]:
+                twin_captions = [t.caption for t in twins]
+            for scene, caption in list(zip(twins, twin_captions, strict=True))[: scenes - len(images)]:
                 images.append(np.asarray(scene.image))
-                captions.append(reading_caption(scene) if reads else scene.caption)
+                captions.append(caption)
                 written.append(bool(scene.word))
         while len(images) < scenes + texts:
             for scene in draw_text_twins(rng, backgrounds)[: scenes + texts - len(images)]:

@@ -47,7 +47,7 @@ def varied_background(rng: np.random.Generator, size: int, photos: np.ndarray | 
         grain = int(rng.choice([1, 2, 4]))
         cells = -(-size // grain)
         channels = 3 if rng.random() < 0.5 else 1
-        noise = rng.uniform(-1, 1, (cells, cells, channels)) * rng.uniform(30, 90)
+        noise = rng.uniform(-1, 1, (cells, cells, channels)) * rng.uniform(30, 130)  # up to the full range
         noise = np.repeat(np.repeat(noise, grain, 0), grain, 1)[:size, :size]
         pixels = rng.uniform(70, 180) + np.broadcast_to(noise, (size, size, 3))
     elif kind == "dark":
