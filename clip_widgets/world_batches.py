@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +107,14 @@ class WorldMix:
     word_twins: float = 0.0
     """Share of varied twins that differ only in their writing (:func:`draw_word_twins`): another
     shape's name, read by the caption, or a made-up word, left out of it."""
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            share = getattr(self, field.name)
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"the share {field.name}={share} must lie in [0, 1]")
+        if self.photos + self.text >= 1.0:
+            raise ValueError(f"photos={self.photos} and text={self.text} leave no room for scenes in a batch")
 
     @property
     def word_probability(self) -> float:

@@ -206,3 +206,18 @@ def test_a_reading_caption_keeps_the_colour_and_takes_the_written_shape():
     assert reading_caption(draw_scene(0, spec=[("orange", "circle")], word="cross")) == "an orange cross"
     assert reading_caption(draw_scene(0, spec=[("red", "circle")], word="cat")) == "a cat"
     assert reading_caption(draw_scene(0, spec=[("red", "circle"), ("blue", "star")], word="square")) == "a square"
+
+
+def test_shares_out_of_range_are_refused_before_any_work(tmp_path, capsys):
+    import pytest  # noqa: PLC0415
+
+    from clip_widgets.train_world import WorldMix  # noqa: PLC0415
+
+    with pytest.raises(ValueError, match=r"word_twins=1.5 must lie in \[0, 1\]"):
+        WorldMix(word_twins=1.5)
+    with pytest.raises(ValueError, match="leave no room for scenes"):
+        WorldMix(photos=0.6, text=0.4)
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "run"), "--photos", "-0.1"])
+    assert "photos=-0.1 must lie in [0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before the run directory is made

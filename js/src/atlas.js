@@ -291,7 +291,9 @@ function render({ model, el }) {
     steer(event);
   });
   minimap.addEventListener("pointermove", (event) => { if (steering) steer(event); });
-  minimap.addEventListener("pointerup", () => { steering = false; });
+  for (const end of ["pointerup", "pointercancel", "lostpointercapture"]) {
+    minimap.addEventListener(end, () => { steering = false; });
+  }
   canvas.addEventListener("wheel", (event) => {
     event.preventDefault();
     const box = canvas.getBoundingClientRect();
