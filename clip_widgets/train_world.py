@@ -29,10 +29,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .train_losses import PROMPT_SETS, adversarial_pixels, clip_loss, prompt_loss
 from .world import CLASSES, class_prompt, draw_scene
-from .world_batches import CIFAR_CLASSES, PHOTO_CAPTION, PREPROCESS, Batches, WorldMix, load_cifar, to_pixels
+from .world_batches import CIFAR_CLASSES, PREPROCESS, Batches, WorldMix, load_cifar, to_pixels
 
-__all__ = ["ARCHITECTURES", "Batches", "WorldMix", "evaluate", "export", "main", "preprocess_cfg"]
+__all__ = ["ARCHITECTURES", "Batches", "WorldMix", "adversarial_pixels", "clip_loss", "evaluate", "export", "main",
+           "preprocess_cfg", "build_parser"]  # fmt: skip
 
 WORLD_CONFIG = {
     "embed_dim": 128,
@@ -56,49 +58,6 @@ EVAL_SEED_BASE = 10**9  # evaluation scenes come from seeds training never uses
 def preprocess_cfg(model_cfg: dict) -> dict:
     """The preprocessing an exported model ships with: :data:`PREPROCESS` at its input size."""
     return {**PREPROCESS, "size": model_cfg["vision_cfg"]["image_size"]}
-
-
-def clip_loss(
-    image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor, captions: list[str]
-) -> torch.Tensor:
-    """Symmetric InfoNCE where every pair with the same caption counts as a match: a batch holds
-    many "a photo of a cat" and "a red circle", and pushing those apart would teach noise."""
-    logits = logit_scale * F.normalize(image_features, dim=-1) @ F.normalize(text_features, dim=-1).T
-    ids = {caption: k for k, caption in enumerate(dict.fromkeys(captions))}
-    caption_ids = torch.tensor([ids[c] for c in captions], device=logits.device)
-    same = (caption_ids[:, None] == caption_ids[None, :]).float()
-    targets = same / same.sum(1, keepdim=True)
-    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
-
-
-def adversarial_pixels(
-    model: torch.nn.Module,
-    pixels: torch.Tensor,
-    text_features: torch.Tensor,
-    captions: list[str],
-    epsilon: float,
-    clean: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The batch moved within an L-infinity ball of ``epsilon`` (in 0..1 pixel units) to raise the
-    loss: one signed-gradient step from a random start (Wong et al., 2020, "Fast is better than
-    free"). Training on it makes the image tower's gradients follow what people see, so that
-    images made by gradient ascent on the model show shapes and colours, not pixel patterns.
-
-    The CIFAR-10 photos in the batch stay clean: at 2.5/255 their accuracy fell from 0.75 to 0.39
-    in 400 steps, while the drawn scenes, which the pictures are about, kept 1.00. ``clean``
-    (bool, one per image) leaves more images alone, e.g. those with writing (attacking every
-    scene cut the reading ResNet's flips to a written shape from 0.30 to 0.12; with the writing
-    left clean they still fell, to 0.18 after 300 steps)."""
-    radius = epsilon / PREPROCESS["std"][0]  # the same ball in normalized units
-    scene = torch.tensor([not c.startswith(PHOTO_CAPTION) for c in captions], device=pixels.device)
-    if clean is not None:
-        scene &= ~clean.to(pixels.device)
-    delta = (torch.rand_like(pixels) * 2 - 1) * radius * scene.view(-1, 1, 1, 1)
-    delta.requires_grad_(True)
-    loss = clip_loss(model.encode_image(pixels + delta), text_features, model.logit_scale.exp().detach(), captions)
-    (gradient,) = torch.autograd.grad(loss, delta)
-    step = (delta + 1.25 * radius * gradient.sign()).clamp(-radius, radius) * scene.view(-1, 1, 1, 1)
-    return pixels + step.detach()
 
 
 @torch.no_grad()
@@ -162,7 +121,8 @@ def _start_worker(_worker_id: int) -> None:
     torch.set_num_threads(1)  # many workers share the cores; drawing is single-threaded anyway
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's options (also checked against every stage of :mod:`train_recipe`)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, log)")
     parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="vit",
@@ -173,22 +133,54 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cifar", type=Path, default=None, help="cifar10-train.tar.gz to mix real photos in")
-    parser.add_argument("--varied", type=float, default=0.0,
-                        help="share of scenes drawn in the varied style (other backgrounds, sizes, camera)")
-    parser.add_argument("--text-scenes", type=float, default=0.0,
-                        help="share of each batch that shows only writing, captioned with what it names")
-    parser.add_argument("--read", type=float, default=0.0,
-                        help="share of varied scenes with a readable word whose caption names what the word names")
-    parser.add_argument("--nonce", type=float, default=0.0,
-                        help="share of words in varied scenes that are made-up strings the caption leaves out")
-    parser.add_argument("--word-twins", type=float, default=0.0,
-                        help="share of varied twins that differ only in the written word (shape name or made-up)")
-    parser.add_argument("--photos", type=float, default=0.25,
-                        help="share of each batch that is CIFAR-10 photos (with --cifar)")
-    parser.add_argument("--adversarial", type=float, default=0.0, metavar="EPSILON",
-                        help="train on images perturbed within this L-inf radius (0..1 pixel units, e.g. 0.01)")
-    parser.add_argument("--clean-writing", action="store_true",
-                        help="with --adversarial, leave scenes with writing unattacked, so the model keeps reading")
+    parser.add_argument(
+        "--varied",
+        type=float,
+        default=0.0,
+        help="share of scenes drawn in the varied style (other backgrounds, sizes, camera)",
+    )
+    parser.add_argument(
+        "--text-scenes",
+        type=float,
+        default=0.0,
+        help="share of each batch that shows only writing, captioned with what it names",
+    )
+    parser.add_argument(
+        "--read",
+        type=float,
+        default=0.0,
+        help="share of varied scenes with a readable word whose caption names what the word names",
+    )
+    parser.add_argument(
+        "--nonce",
+        type=float,
+        default=0.0,
+        help="share of words in varied scenes that are made-up strings the caption leaves out",
+    )
+    parser.add_argument(
+        "--word-twins",
+        type=float,
+        default=0.0,
+        help="share of varied twins that differ only in the written word (shape name or made-up)",
+    )
+    parser.add_argument(
+        "--photos", type=float, default=0.25, help="share of each batch that is CIFAR-10 photos (with --cifar)"
+    )
+    parser.add_argument(
+        "--adversarial",
+        type=float,
+        default=0.0,
+        metavar="EPSILON",
+        help="train on images perturbed within this L-inf radius (0..1 pixel units, e.g. 0.01)",
+    )
+    parser.add_argument(
+        "--clean-writing",
+        action="store_true",
+        help="with --adversarial, leave scenes with writing unattacked, so the model keeps reading",
+    )
+    parser.add_argument("--prompt-loss", type=float, default=0.0, metavar="WEIGHT",
+                        help="add this weight of zero-shot cross-entropy over the class prompts, for images "
+                             "captioned with one (train_losses.prompt_loss)")  # fmt: skip
     parser.add_argument("--save-every", type=int, default=100)
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--eval-scenes", type=int, default=600, help="held-out scenes per periodic evaluation")
@@ -201,6 +193,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--init", type=Path, default=None,
                         help="start a new run from these weights (an export directory or its safetensors), "
                              "e.g. clip_widgets/models/world-vit to train the shipped model further")  # fmt: skip
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         mix = WorldMix(varied=args.varied, text=args.text_scenes, photos=args.photos, read=args.read,
@@ -299,6 +296,9 @@ def main(argv: list[str] | None = None) -> None:
                 pixels = adversarial_pixels(model, pixels, text_features.detach(), captions, args.adversarial, clean)
             image_features = model.encode_image(pixels)
             loss = clip_loss(image_features, text_features, model.logit_scale.exp(), captions)
+            if args.prompt_loss:
+                prompts = [model.encode_text(tokenizer(list(p)).to(device)) for p in PROMPT_SETS]
+                loss = loss + args.prompt_loss * prompt_loss(image_features, prompts, model.logit_scale.exp(), captions)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

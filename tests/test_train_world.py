@@ -221,3 +221,24 @@ def test_shares_out_of_range_are_refused_before_any_work(tmp_path, capsys):
         main(["--out", str(tmp_path / "run"), "--photos", "-0.1"])
     assert "photos=-0.1 must lie in [0, 1]" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # refused before the run directory is made
+
+
+def test_prompt_loss_is_zero_shot_cross_entropy_over_each_prompt_set():
+    from clip_widgets.train_losses import PROMPT_SETS, prompt_loss, prompt_targets  # noqa: PLC0415
+
+    captions = ["a red circle", "a large blue star", "a photo of a cat", "a red circle and a blue star", "a cat"]
+    assert prompt_targets(captions) == [(0, 0), (0, 14), (1, 3), None, None]
+    assert PROMPT_SETS[0][14] == "a blue star"
+    torch.manual_seed(0)
+    images = torch.randn(5, 8, requires_grad=True)
+    prompts = [torch.randn(len(p), 8) for p in PROMPT_SETS]
+    loss = prompt_loss(images, prompts, torch.tensor(10.0), captions)
+    # by hand: the mean over the three captioned images of -log softmax(10 cos)[target], each over its own set
+    expected = []
+    for i, (s, k) in [(0, (0, 0)), (1, (0, 14)), (2, (1, 3))]:
+        cos = torch.stack([torch.dot(images[i], p) / images[i].norm() / p.norm() for p in prompts[s]])
+        expected.append(-torch.log_softmax(10 * cos, 0)[k])
+    assert torch.allclose(loss, torch.stack(expected).mean(), atol=1e-5)
+    loss.backward()  # the uncaptioned images get no gradient
+    assert images.grad[3:].abs().max() == 0 and images.grad[:3].abs().max() > 0
+    assert prompt_loss(images, prompts, torch.tensor(10.0), ["a cat", "a sign"]).item() == 0
