@@ -32,6 +32,7 @@ from .atlas_render import atlas_icons, class_opacity, class_rows, render_atlas, 
 from .atlas_store import ActivationStore, collect_activations
 from .errors import ClipWidgetsError
 from .examples import positions_of
+from .texts import template_list, text_list
 
 __all__ = [  # the whole pipeline, from one module
     "ATTRIBUTION_METHODS", "LAYOUT_MIN_DIST", "LAYOUT_UNIFORM", "ActivationStore", "Atlas", "AtlasGrid",
@@ -79,7 +80,8 @@ def attribute_activations(
     if steps < 1:
         raise ValueError(f"steps must be at least 1, not {steps}")
     layer = store.meta["layer"]
-    text = session.encode_text(prompts, templates=templates).float()
+    prompts = text_list(prompts, "prompts")
+    text = session.encode_text(prompts, templates=template_list(templates)).float()
     scale = session.logit_scale
     origins = store.origins
     by_image: dict[int, list[int]] = {}
@@ -250,10 +252,11 @@ def build_atlas(
                           cache=caches[size], progress=progress)
         for size, grid in grids.items()
     }  # fmt: skip
-    classes = list(classes)
+    classes = text_list(classes, "classes")
+    templates = template_list(templates)
     attributions, cells = None, {}
     if classes:
-        texts = list(prompts) if prompts is not None else classes
+        texts = text_list(prompts, "prompts") if prompts is not None else classes
         if len(texts) != len(classes):
             raise ValueError(f"{len(classes)} classes but {len(texts)} prompts")
         key = json.dumps({"prompts": texts, "templates": templates, "rows": len(store), "method": attribution,

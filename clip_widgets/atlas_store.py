@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Iterable, Sequence
 from itertools import islice
 from pathlib import Path
@@ -19,9 +18,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .errors import ClipWidgetsError, ImageLoadError
+from .errors import ClipWidgetsError
 from .examples import positions_of
-from .images import _expand, load_image
+from .images import _expand, load_image, skip_warning
 
 META_FILE = "meta.json"
 STATE_FILE = "state.json"
@@ -154,17 +153,17 @@ def collect_activations(
             images, indices, lines = [], [], []
             for index, source in batch:
                 name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else f"<item {index}>"
-                try:
-                    images.append(load_image(source))
-                    indices.append(index)
-                    in_memory = not isinstance(source, (str, os.PathLike))
-                    lines.append({"source": name, "in_memory": True} if in_memory else {"source": name})
-                except ImageLoadError as e:
-                    warnings.warn(f"skipping unreadable image: {e}", UserWarning, stacklevel=2)
-                    lines.append({"source": name, "error": e.reason})
+                try:  # reading and preprocessing concern this item alone: a failure skips only it
+                    images.append(session.preprocess(load_image(source)))
+                except Exception as e:  # noqa: BLE001 - named in the warning and in the store
+                    lines.append({"source": name, "error": skip_warning(name, e)})
+                    continue
+                indices.append(index)
+                in_memory = not isinstance(source, (str, os.PathLike))
+                lines.append({"source": name, "in_memory": True} if in_memory else {"source": name})
             if images:
                 with torch.no_grad():
-                    captured, _ = session.layers.forward(session.preprocess(images), layer)
+                    captured, _ = session.layers.forward(torch.cat(images), layer)
                 values, grid = positions_of(captured[layer].float().cpu())
                 chunks, origins = [], []
                 for i, index in enumerate(indices):

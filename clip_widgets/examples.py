@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -30,8 +29,8 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .errors import ClipWidgetsError, ImageLoadError
-from .images import _expand, load_image
+from .errors import ClipWidgetsError
+from .images import _expand, load_image, skip_warning
 
 STATE_FILE = "state.npz"
 SOURCES_FILE = "sources.jsonl"
@@ -126,6 +125,9 @@ class ExampleStore:
     def examples(self, layer: str, unit: int, which: str = "top") -> list[Example]:
         """The unit's examples, most extreme first (fewer than k if fewer images were seen)."""
         self._check(layer, which)
+        units = len(self.state[f"{layer}/{which}/values"]) if self.state else self.meta["units"][layer]
+        if not 0 <= unit < units:  # numpy would wrap a negative index to the last units silently
+            raise IndexError(f"unit {unit} out of range for layer {layer!r}: valid units are 0 to {units - 1}")
         grid = tuple(self.meta["grids"][layer])
         values = self.state[f"{layer}/{which}/values"][unit]
         items = self.state[f"{layer}/{which}/items"][unit]
@@ -274,18 +276,18 @@ def collect_examples(
             images, indices, lines = [], [], []
             for index, source in batch:
                 name = _describe(source, index)
-                try:
-                    images.append(load_image(source))
-                    indices.append(index)
-                    in_memory = not isinstance(source, (str, os.PathLike))
-                    lines.append({"source": name, "in_memory": True} if in_memory else {"source": name})
-                except ImageLoadError as e:
-                    warnings.warn(f"skipping unreadable image: {e}", UserWarning, stacklevel=2)
-                    lines.append({"source": name, "error": e.reason})
+                try:  # reading and preprocessing concern this item alone: a failure skips only it
+                    images.append(session.preprocess(load_image(source)))
+                except Exception as e:  # noqa: BLE001 - named in the warning and in the store
+                    lines.append({"source": name, "error": skip_warning(name, e)})
+                    continue
+                indices.append(index)
+                in_memory = not isinstance(source, (str, os.PathLike))
+                lines.append({"source": name, "in_memory": True} if in_memory else {"source": name})
             consistent = False
             if images:
                 with torch.no_grad():
-                    captured, _ = session.layers.forward(session.preprocess(images), *layers)
+                    captured, _ = session.layers.forward(torch.cat(images), *layers)
                 items = torch.tensor(indices)
                 for name in layers:
                     values, _grid = positions_of(captured[name].float().cpu())

@@ -12,26 +12,41 @@ Conversion rules (the places where a naive ``img.convert("RGB")`` goes wrong):
   Mode ``F`` (float) is taken as [0, 1] when it fits there, else [0, 255], else min-max scaled.
 * Transparency (RGBA, LA, palette images with a transparent colour) is composited over white.
 * CMYK, YCbCr, LAB, HSV and bilevel images go through Pillow's own conversion to RGB.
+
+Size limits, so that a small file cannot cost gigabytes: an image over :data:`MAX_PIXELS` is
+refused from its header, before a pixel is decoded; and :func:`transform_image` resizes an image
+of extreme aspect ratio only where the model's centre crop will look, never the whole strip.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.transforms import CenterCrop, Resize
+from torchvision.transforms.functional import pil_modes_mapping
 
 from .errors import ImageLoadError
 
+MAX_PIXELS: int | None = 40_000_000
+"""The pixel budget of one image (width x height; 40 megapixels, 120 MB decoded as RGB). Larger
+images are refused with an :class:`ImageLoadError` naming the file, its size and this limit,
+read from the file's header before anything is decoded (a 0.4 MB PNG can hold 144 megapixels).
+Arrays, tensors and PIL images are held to it too. Adjustable:
+``clip_widgets.images.MAX_PIXELS = 100_000_000``, or ``None`` for no budget of this package's own;
+Pillow's hard limit (twice ``PIL.Image.MAX_IMAGE_PIXELS``) still applies then."""
+
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
-     ".ppm", ".pgm", ".pbm", ".pnm", ".ico", ".tga"}
+    (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+    + (".ppm", ".pgm", ".pbm", ".pnm", ".ico", ".tga")
 )
 """File name endings (lower case) that :func:`iter_images` picks up when it walks a directory."""
 
@@ -151,6 +166,7 @@ def _array_to_image(a: np.ndarray, label: str) -> Image.Image:
         raise ImageLoadError(label, "expected HxW, HxWx3 or HxWx4 (or CxHxW for tensors)")
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise ImageLoadError(label, "image has no pixels")
+    check_pixels(a.shape[1], a.shape[0], label)
     u8 = np.ascontiguousarray(_array_to_uint8(a, label))
     if u8.ndim == 2:
         return Image.fromarray(u8, mode="L").convert("RGB")
@@ -164,16 +180,35 @@ def _array_to_image(a: np.ndarray, label: str) -> Image.Image:
 # ---------------------------------------------------------------------------------------------
 
 
+def check_pixels(width: int, height: int, label: Any) -> None:
+    """Raise :class:`ImageLoadError` when a ``width`` x ``height`` image is over :data:`MAX_PIXELS`."""
+    limit = MAX_PIXELS
+    if limit is not None and width * height > limit:
+        raise ImageLoadError(
+            label,
+            f"{width} x {height} pixels ({width * height / 1e6:.1f} megapixels) is over the limit of "
+            f"{limit / 1e6:g} megapixels; raise clip_widgets.images.MAX_PIXELS to load it",
+        )
+
+
 def _open_file(source: Any, label: Any) -> Image.Image:
     try:
-        with Image.open(source) as img:
+        with warnings.catch_warnings():
+            # Pillow's own size warning: check_pixels below says the same, naming the file
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(source)  # lazy: reads the header only
+        with opened as img:
+            check_pixels(*img.size, label)  # before decoding a single pixel
             img.load()  # decode now, so truncated data fails here and not later
             out = to_rgb(_upright(img))
             return img.copy() if out is img else out  # closing the file invalidates ``img``
+    except ImageLoadError:  # over the budget: already says what and why (and is a ValueError)
+        raise
     except UnidentifiedImageError:
         raise ImageLoadError(label, "not a recognised image format") from None
     except Image.DecompressionBombError as e:
-        raise ImageLoadError(label, f"image too large ({e})") from e
+        limit = "none" if MAX_PIXELS is None else f"{MAX_PIXELS / 1e6:g} megapixels"
+        raise ImageLoadError(label, f"too large for Pillow ({e}); clip_widgets.images.MAX_PIXELS is {limit}") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         reason = str(e) or type(e).__name__
         raise ImageLoadError(label, f"corrupt or truncated image data ({reason})") from e
@@ -198,9 +233,11 @@ def load_image(source: Any) -> Image.Image:
 
     ``source`` is a path (``str`` or ``Path``), a PIL image, ``bytes`` or a binary file object, a
     numpy array (``HxW``, ``HxWx3``, ``HxWx4``; uint8, uint16, bool or floats in [0, 1]) or a torch
-    tensor (``CxHxW`` or ``HxWxC``, floats in [0, 1] or uint8). Raises :class:`ImageLoadError`.
+    tensor (``CxHxW`` or ``HxWxC``, floats in [0, 1] or uint8). Raises :class:`ImageLoadError`,
+    also for an image over :data:`MAX_PIXELS` (checked before a file is decoded).
     """
     if isinstance(source, Image.Image):
+        check_pixels(*source.size, getattr(source, "filename", "") or "<PIL image>")  # may not be decoded yet
         try:
             source.load()
         except (OSError, SyntaxError, ValueError) as e:
@@ -221,6 +258,69 @@ def load_image(source: Any) -> Image.Image:
     if hasattr(source, "read"):
         return _open_file(source, str(getattr(source, "name", "<file object>")))
     raise ImageLoadError(repr(source)[:80], f"unsupported image source type {type(source).__name__}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Model input
+# ---------------------------------------------------------------------------------------------
+
+_RESIZE_SLACK = 4
+"""How many times the crop's area the resized image may have before only the cropped part is resampled."""
+
+
+def _resize_then_crop(transform: Callable) -> tuple[int, int | None, Any, tuple[int, int], list] | None:
+    """(short side, max_size, interpolation, crop (h, w), the steps after the crop) of a
+    ``Compose([Resize(int), CenterCrop, ...])``, as open_clip builds for inference; else None."""
+    steps = list(getattr(transform, "transforms", None) or [])
+    if len(steps) < 2 or not isinstance(steps[0], Resize) or not isinstance(steps[1], CenterCrop):
+        return None
+    size = steps[0].size
+    if isinstance(size, (list, tuple)):
+        if len(size) != 1:
+            return None  # a fixed output size: nothing grows with the aspect ratio
+        size = size[0]
+    crop = steps[1].size
+    return int(size), steps[0].max_size, steps[0].interpolation, (int(crop[0]), int(crop[-1])), steps[2:]
+
+
+def transform_image(transform: Callable, picture: Image.Image) -> Any:
+    """``transform(picture)`` with memory bounded by a few times the model's input size.
+
+    open_clip's inference transform resizes the short side to the input size and then crops the
+    centre; for a 1 x 100000 strip that first builds a 64 x 6.4 million image. When the resized
+    image would be over :data:`_RESIZE_SLACK` times the crop, only the region the crop keeps is
+    resampled: the source is cut to that region plus the filter's reach, and Pillow's ``resize``
+    with a source ``box`` applies the same filter at the same scale and positions, so the
+    result equals the plain path (bit for bit on the shapes the tests try; in general within
+    the rounding of the box's float coordinates). Other transforms, and images of ordinary shape, go
+    through ``transform`` unchanged."""
+    plan = _resize_then_crop(transform)
+    if plan is None:
+        return transform(picture)
+    short_side, max_size, interpolation, (crop_h, crop_w), rest = plan
+    width, height = picture.size
+    # torchvision's output size for Resize(int) (transforms.functional._compute_resized_output_size)
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = short_side, int(short_side * long / short)
+    if max_size is not None and new_long > max_size:
+        new_short, new_long = int(max_size * new_short / new_long), max_size
+    new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+    if new_w * new_h <= _RESIZE_SLACK * crop_h * crop_w or new_w < crop_w or new_h < crop_h:
+        return transform(picture)
+    top, left = int(round((new_h - crop_h) / 2.0)), int(round((new_w - crop_w) / 2.0))  # as center_crop
+    scale_x, scale_y = width / new_w, height / new_h
+    box = (left * scale_x, top * scale_y, (left + crop_w) * scale_x, (top + crop_h) * scale_y)
+    # Cut first: Pillow then resamples a small image, as it would the whole one (its choice of
+    # pass order depends on the image's shape, and the order changes the rounding).
+    reach = 4 * max(1.0, scale_x, scale_y) + 2  # input pixels any of Pillow's filters may touch
+    x0, y0 = max(0, int(box[0] - reach)), max(0, int(box[1] - reach))
+    x1, y1 = min(width, math.ceil(box[2] + reach)), min(height, math.ceil(box[3] + reach))
+    cut = picture.crop((x0, y0, x1, y1))
+    inner = (box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0)
+    out: Any = cut.resize((crop_w, crop_h), pil_modes_mapping[interpolation], box=inner)
+    for step in rest:
+        out = step(out)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,6 +352,13 @@ def _expand(sources: Any) -> Iterator[Any]:
             yield from list_image_files(Path(source).expanduser())
         else:
             yield source
+
+
+def skip_warning(name: str, error: Exception) -> str:
+    """Warn that the batch item ``name`` is skipped because of ``error``; the reason, for a report."""
+    reason = error.reason if isinstance(error, ImageLoadError) else f"{type(error).__name__}: {error}"
+    warnings.warn(f"skipping {name}: {reason}", UserWarning, stacklevel=3)
+    return reason
 
 
 def iter_images(

@@ -11,11 +11,17 @@ Public layer names are stable across open_clip architectures:
 
 Token outputs are always reported and captured batch-first, ``(N, tokens, D)``, also for a
 transformer that runs sequence-first internally.
+
+Hooks live on the shared model, so they would fire in any forward pass that runs while they are
+registered, also one started by another thread. Every method that registers hooks therefore
+holds the registry's re-entrant ``lock`` (a session's :attr:`ModelSession.lock`) for as long as
+its hooks exist: computations on one model from different threads take turns.
 """
 
 from __future__ import annotations
 
 import difflib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,9 +71,11 @@ class LayerRegistry:
 
     Output shapes come from one forward pass of a zero image at the tower's input size, run on
     first use of :attr:`names`-independent queries such as ``registry["blocks.0"].shape``.
+    ``lock`` is held while hooks are registered (a new re-entrant lock when not given).
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, lock: threading.RLock | None = None):
+        self.lock = lock if lock is not None else threading.RLock()
         self.visual = _visual(model)
         self._paths: dict[str, str] = {}  # public name -> module path inside the tower
         self._sequence_first: set[str] = set()  # outputs laid out (tokens, N, D)
@@ -164,13 +172,14 @@ class LayerRegistry:
             device, dtype = torch.device("cpu"), torch.float32
         h, w = self._input_size()
         dummy = torch.zeros(1, 3, h, w, device=device, dtype=dtype)
-        was_training = self.visual.training
-        self.visual.eval()
-        try:
-            with torch.no_grad(), self.capture(*self._paths) as out:
-                self.visual(dummy)
-        finally:
-            self.visual.train(was_training)
+        with self.lock:  # the mode switch must not leak into another thread's pass
+            was_training = self.visual.training
+            self.visual.eval()
+            try:
+                with torch.no_grad(), self.capture(*self._paths) as out:
+                    self.visual(dummy)
+            finally:
+                self.visual.train(was_training)
         infos = {}
         for name, path in self._paths.items():
             if name not in out:
@@ -191,6 +200,7 @@ class LayerRegistry:
         Yields a dict filled as the layers run (a later forward overwrites an earlier one). Token
         outputs are batch-first ``(N, tokens, D)``. ``detach=False`` keeps the autograd graph, for
         gradients with respect to a layer's output. Hooks are removed on exit, exception or not.
+        The registry's ``lock`` is held for the whole block, so no other thread's pass sees them.
         """
         for name in names:  # validate everything before touching the model
             self._check(name)
@@ -208,14 +218,15 @@ class LayerRegistry:
 
             return hook
 
-        try:
-            for name in dict.fromkeys(names):
-                module = self.visual.get_submodule(self._paths[name])
-                handles.append(module.register_forward_hook(make_hook(name)))
-            yield store
-        finally:
-            for handle in handles:
-                handle.remove()
+        with self.lock:
+            try:
+                for name in dict.fromkeys(names):
+                    module = self.visual.get_submodule(self._paths[name])
+                    handles.append(module.register_forward_hook(make_hook(name)))
+                yield store
+            finally:
+                for handle in handles:
+                    handle.remove()
 
     @contextmanager
     def replace(self, name: str, value: torch.Tensor) -> Iterator[None]:
@@ -231,11 +242,12 @@ class LayerRegistry:
                 raise ValueError(f"{name} outputs {tuple(_first_tensor(output).shape)}, not {tuple(new.shape)}")
             return new if isinstance(output, torch.Tensor) else (new, *output[1:])
 
-        handle = self.visual.get_submodule(self._paths[name]).register_forward_hook(hook)
-        try:
-            yield
-        finally:
-            handle.remove()
+        with self.lock:
+            handle = self.visual.get_submodule(self._paths[name]).register_forward_hook(hook)
+            try:
+                yield
+            finally:
+                handle.remove()
 
     def _finish_order(self) -> list[str]:
         """Names in the order their modules finish: a ResNet stage after its bottlenecks (which
@@ -254,7 +266,7 @@ class LayerRegistry:
         output is then ``None``), so early layers cost only the blocks before them.
         """
         deepest = max(names, key=self._finished.index) if names and not need_output else None
-        with self.capture(*names, detach=detach) as captured:
+        with self.capture(*names, detach=detach) as captured:  # holds the lock, also for the stop hook
             stop = None
             if deepest is not None:
                 # registered after the capture hooks on the same module, so it runs after they record

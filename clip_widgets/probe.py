@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .examples import positions_of
+from .texts import text_list
 
 
 @torch.no_grad()
@@ -77,6 +78,7 @@ def sparse_probe(
     from sklearn.model_selection import train_test_split  # noqa: PLC0415 - only probes need it
     from sklearn.preprocessing import StandardScaler  # noqa: PLC0415
 
+    classes = text_list(classes, "classes")  # a bare string would be read as one class per letter
     x = np.asarray(features, np.float64)
     y = np.asarray(labels)
     if x.ndim != 2 or len(x) != len(y):

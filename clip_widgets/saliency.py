@@ -29,6 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .texts import template_list, text_list
+
 METHODS = ("gradient", "grad_x_input", "integrated_gradients")
 
 
@@ -47,7 +49,8 @@ class SaliencyResult:
 def class_logits(session: Any, pixels: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     """Zero-shot logits ``(N, C)`` of model-input ``pixels`` against unit-norm ``text`` ``(C, D)``,
     differentiable with respect to ``pixels``."""
-    embedding = session.model.encode_image(pixels.to(device=session.device, dtype=session.dtype)).float()
+    with session.lock:  # the graph is built here; the backward pass needs no lock (it runs no hooks)
+        embedding = session.model.encode_image(pixels.to(device=session.device, dtype=session.dtype)).float()
     return session.logit_scale * F.normalize(embedding, dim=-1) @ text.T
 
 
@@ -87,11 +90,11 @@ def attribute(
     ``images`` (one or a batch, anything ``session.preprocess`` takes, or model-input tensors)."""
     if method not in METHODS:
         raise ValueError(f"unknown saliency method {method!r}; choose one of {METHODS}")
-    prompts = list(classes) if classes is not None else [target]
+    prompts = text_list(classes, "classes") if classes is not None else [target]
     if target not in prompts:
         raise ValueError(f"target {target!r} is not among the classes {prompts}")
     index = prompts.index(target)
-    text = session.encode_text(prompts, templates=templates).float()
+    text = session.encode_text(prompts, templates=template_list(templates)).float()
     pixels = _pixels(session, images)
     delta = None
     with torch.enable_grad():

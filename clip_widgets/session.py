@@ -4,6 +4,11 @@
 normalization (from open_clip's preprocess config, never ImageNet's by assumption), encodes images
 and prompts, caches text embeddings and exposes the image tower's named layers.
 
+Threads: one session may serve several widgets, some of which compute in background threads.
+Every path that runs the model or reads activations holds the session's re-entrant
+:attr:`ModelSession.lock`, so two computations never interleave and hooks registered by one
+(an activation capture, an early stop) never fire in the other's forward pass.
+
 Precision: ``dtype`` defaults to float32. float16 and bfloat16 are honoured on CUDA (and MPS); on
 a CPU float16 is replaced by float32 with a warning (many CPU kernels lack half support and are
 slow), while bfloat16 is kept.
@@ -17,6 +22,7 @@ import json
 import os
 import pickle
 import re
+import threading
 import warnings
 import zipfile
 from collections import OrderedDict
@@ -33,7 +39,7 @@ from open_clip.transformer import VisionTransformer
 from torch import nn
 
 from .errors import UnsafeCheckpointError
-from .images import load_image
+from .images import load_image, transform_image
 from .layers import LayerRegistry
 from .testing import TINY_CONFIGS
 
@@ -274,6 +280,10 @@ class ModelSession:
         self.name = name
         self.metrics: dict[str, Any] = {}  # evaluation figures an embedded model ships with
         self.tokenizer = tokenizer
+        self.lock = threading.RLock()
+        """Held by every computation on the model (encoding, hooks, layer captures); hold it too
+        (``with session.lock:``) around your own code that calls the model or registers hooks,
+        and do not wait on another thread's work on this session while holding it."""
 
         visual = getattr(self.model, "visual", None)
         cfg = merge_preprocess_dict(PreprocessCfg(), dict(preprocess_cfg or {}))
@@ -503,21 +513,22 @@ class ModelSession:
     def preprocess(self, images: Any) -> torch.Tensor:
         """Pixels ``(N, 3, H, W)`` on the session's device and dtype, resized and center-cropped the
         model's way and normalized with its own mean/std. ``images``: one image or a list of them
-        (anything :func:`clip_widgets.images.load_image` accepts; a 4-D array is a batch)."""
+        (anything :func:`clip_widgets.images.load_image` accepts; a 4-D array is a batch). Memory
+        stays bounded for extreme aspect ratios (see :func:`clip_widgets.images.transform_image`)."""
         if isinstance(images, (list, tuple)) or getattr(images, "ndim", None) == 4:
             items = list(images)
         else:
             items = [images]
         if not items:
             raise ValueError("no images given")
-        pixels = torch.stack([self._transform(load_image(item)) for item in items])
+        pixels = torch.stack([transform_image(self._transform, load_image(item)) for item in items])
         return pixels.to(device=self.device, dtype=self.dtype)
 
     def encode_image(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """Image embeddings ``(N, D)`` in float32 (L2-normalized unless ``normalize=False``)."""
         if pixels.ndim == 3:
             pixels = pixels.unsqueeze(0)
-        with torch.no_grad():
+        with self.lock, torch.no_grad():
             features = self.model.encode_image(pixels.to(device=self.device, dtype=self.dtype))
         features = features.float()
         return F.normalize(features, dim=-1) if normalize else features
@@ -526,7 +537,7 @@ class ModelSession:
 
     def _encode_texts(self, texts: list[str]) -> torch.Tensor:
         chunks = []
-        with torch.no_grad():
+        with self.lock, torch.no_grad():
             for start in range(0, len(texts), _TEXT_BATCH):
                 tokens = self.tokenizer(texts[start : start + _TEXT_BATCH]).to(self.device)
                 chunks.append(self.model.encode_text(tokens).float())
@@ -555,32 +566,33 @@ class ModelSession:
         if not prompts:
             return torch.empty(0, self.embed_dim, device=self.device)
 
-        results: dict[str, torch.Tensor] = {}
-        todo: dict[str, None] = {}  # ordered set of uncached prompts
-        for prompt in prompts:
-            key = (prompt, key_templates)
-            if key in self._text_cache:
-                self._text_cache.move_to_end(key)
-                results[prompt] = self._text_cache[key]
-                self._hits += 1
-            elif prompt in results or prompt in todo:
-                self._hits += 1  # a repeat inside this call is computed once
-            else:
-                todo[prompt] = None
-                self._misses += 1
+        with self.lock:  # the cache is shared by every thread using the session
+            results: dict[str, torch.Tensor] = {}
+            todo: dict[str, None] = {}  # ordered set of uncached prompts
+            for prompt in prompts:
+                key = (prompt, key_templates)
+                if key in self._text_cache:
+                    self._text_cache.move_to_end(key)
+                    results[prompt] = self._text_cache[key]
+                    self._hits += 1
+                elif prompt in results or prompt in todo:
+                    self._hits += 1  # a repeat inside this call is computed once
+                else:
+                    todo[prompt] = None
+                    self._misses += 1
 
-        if todo:
-            todo_list = list(todo)
-            if key_templates is None:
-                fresh = self._encode_texts(todo_list)
-            else:
-                texts = [t.replace("{}", p) for p in todo_list for t in key_templates]
-                per_template = self._encode_texts(texts).reshape(len(todo_list), len(key_templates), -1)
-                fresh = F.normalize(per_template.mean(dim=1), dim=-1)
-            for prompt, embedding in zip(todo_list, fresh, strict=True):
-                results[prompt] = embedding
-                self._remember((prompt, key_templates), embedding)
-        return torch.stack([results[p] for p in prompts])
+            if todo:
+                todo_list = list(todo)
+                if key_templates is None:
+                    fresh = self._encode_texts(todo_list)
+                else:
+                    texts = [t.replace("{}", p) for p in todo_list for t in key_templates]
+                    per_template = self._encode_texts(texts).reshape(len(todo_list), len(key_templates), -1)
+                    fresh = F.normalize(per_template.mean(dim=1), dim=-1)
+                for prompt, embedding in zip(todo_list, fresh, strict=True):
+                    results[prompt] = embedding
+                    self._remember((prompt, key_templates), embedding)
+            return torch.stack([results[p] for p in prompts])
 
     def _remember(self, key: tuple, embedding: torch.Tensor) -> None:
         if self._text_cache_size <= 0:
@@ -601,8 +613,9 @@ class ModelSession:
 
     def clear_text_cache(self) -> None:
         """Drop cached text embeddings and reset the counters."""
-        self._text_cache.clear()
-        self._hits = self._misses = 0
+        with self.lock:
+            self._text_cache.clear()
+            self._hits = self._misses = 0
 
     # -- introspection -------------------------------------------------------------------------
 
@@ -625,7 +638,9 @@ class ModelSession:
     def layers(self) -> LayerRegistry:
         """Named layers of the image tower (built on first use)."""
         if self._layers is None:
-            self._layers = LayerRegistry(self.model)
+            with self.lock:  # built once, also when two threads ask at the same time
+                if self._layers is None:
+                    self._layers = LayerRegistry(self.model, lock=self.lock)  # hooks take turns with encoding
         return self._layers
 
     @property

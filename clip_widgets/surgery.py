@@ -304,9 +304,7 @@ def threshold_value(similarity_map: np.ndarray, method: ThresholdMethod = "fixed
     raise ValueError(f"unknown threshold method {method!r}; choose 'fixed', 'quantile' or 'otsu'")
 
 
-def threshold_map(
-    similarity_map: np.ndarray, method: ThresholdMethod = "fixed", value: float = 0.5
-) -> np.ndarray:
+def threshold_map(similarity_map: np.ndarray, method: ThresholdMethod = "fixed", value: float = 0.5) -> np.ndarray:
     """A boolean mask of the pixels at or above the map's cutoff (see :func:`threshold_value`)."""
     similarity_map = np.asarray(similarity_map)
     return similarity_map >= threshold_value(similarity_map, method, value)
@@ -439,8 +437,10 @@ def surgery_maps(
     per label with ``"label"``: the numbers a legend needs.
     """
     from .images import load_image
+    from .texts import template_list, text_list
 
-    labels = [str(label) for label in labels]
+    labels = [str(label) for label in text_list(labels)]
+    templates = template_list(templates)
     if not labels:
         raise ValueError("give at least one label")
     picture = load_image(image)
@@ -451,7 +451,8 @@ def surgery_maps(
     else:
         out_size = (int(size[0]), int(size[1]))
 
-    tokens = dense_tokens(session.model, whole_image_pixels(session, picture), depth=depth)
+    with session.lock:  # runs the tower's modules directly: no other thread's hooks may be on them
+        tokens = dense_tokens(session.model, whole_image_pixels(session, picture), depth=depth)
     text = session.encode_text(labels, templates).to(tokens.surgery.device)
     redundant = None
     if len(labels) == 1:
@@ -475,7 +476,13 @@ def surgery_maps(
         surgery_tokens=surgery[0, 1:].T.reshape(len(labels), h, w).cpu().numpy(),
         raw_tokens=raw[0, 1:].T.reshape(len(labels), h, w).cpu().numpy(),
         probs=probs.cpu().numpy(),
-        info={"grid": (h, w), "depth": depth, "templates": None if templates is None else list(templates),
-              "scale": {kind: {"kind": scale, "low": low, "high": high, "floor": floors[kind]}
-                        for kind, (low, high) in ranges.items()}},  # fmt: skip
+        info={
+            "grid": (h, w),
+            "depth": depth,
+            "templates": None if templates is None else list(templates),
+            "scale": {
+                kind: {"kind": scale, "low": low, "high": high, "floor": floors[kind]}
+                for kind, (low, high) in ranges.items()
+            },
+        },
     )

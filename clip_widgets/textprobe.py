@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from .errors import UnsupportedModelError
 from .examples import positions_of
+from .texts import template_list, text_list
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def rank_words_by_image(
     """For each unit: the vocabulary ranked by the unit's maximum activation over positions on
     the word written into an image (the mean over dark-on-light and light-on-dark versions)."""
     units = [units] if isinstance(units, int) else list(units)
-    words = list(dict.fromkeys(str(w) for w in vocabulary))
+    words = list(dict.fromkeys(str(w) for w in text_list(vocabulary, "vocabulary")))
     if not words:
         raise ValueError("the vocabulary is empty")
     info = session.layers[layer]
@@ -100,7 +101,11 @@ def unit_directions(session: Any, layer: str, units: Sequence[int]) -> torch.Ten
     map linearly into it: a ViT's ``ln_post`` (through the projection) or the embedding itself
     (a ResNet's ``attnpool``, a ViT's ``attn_pool``-free output)."""
     visual = session.model.visual
-    units = list(units)
+    units = [units] if isinstance(units, int) else list(units)
+    count = session.layers[layer].units
+    bad = [u for u in units if not 0 <= u < count]
+    if bad:  # indexing would wrap a negative unit to the last ones silently
+        raise IndexError(f"units {bad} out of range for layer {layer!r}: valid units are 0 to {count - 1}")
     if layer == "ln_post" and getattr(visual, "proj", None) is not None:
         return visual.proj.detach().float().cpu()[units]
     if layer == "attnpool" or (layer == "ln_post" and getattr(visual, "proj", None) is None):
@@ -122,11 +127,11 @@ def rank_words_by_embedding(
     """For each unit: the vocabulary ranked by the cosine between each word's text embedding
     and the unit's direction in the joint embedding space (see :func:`unit_directions`)."""
     units = [units] if isinstance(units, int) else list(units)
-    words = list(dict.fromkeys(str(w) for w in vocabulary))
+    words = list(dict.fromkeys(str(w) for w in text_list(vocabulary, "vocabulary")))
     if not words:
         raise ValueError("the vocabulary is empty")
     directions = F.normalize(unit_directions(session, layer, units), dim=-1)
-    text = session.encode_text(words, templates=templates).float().cpu()
+    text = session.encode_text(words, templates=template_list(templates)).float().cpu()
     scores = text @ directions.T  # (words, units)
     return [_ranked(words, scores[:, j]) for j in range(len(units))]
 

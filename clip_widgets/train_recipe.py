@@ -62,9 +62,10 @@ RECIPES: dict[str, tuple[Stage, ...]] = {
             "zero-shot cross-entropy over every class prompt",
         ),  # fmt: skip
         Stage(
-            "prompts-2",
-            f"{_RN_FINE_TUNE} --steps 500 --lr 2e-4 --warmup 30 --read 1.0 --word-twins 0.3 --prompt-loss 1.0",
-            "the same, longer, at a lower rate",
+            "prompts-varied",
+            f"{_RN_FINE_TUNE} --steps 400 --lr 1e-4 --warmup 20 --varied 0.8 --read 1.0 --word-twins 0.3 "
+            "--prompt-loss 1.0",
+            "the same, on more varied scenes, at a lower rate",
         ),  # fmt: skip
     ),
 }

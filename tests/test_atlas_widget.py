@@ -46,6 +46,7 @@ def test_build_atlas_is_cached_and_consistent(session, atlas, monkeypatch):
         row, col = np.argwhere(grid.filled)[0]
         expected = atlas.attributions[grid.members(row, col)].mean(0)
         np.testing.assert_allclose(atlas.cells[size][row, col], expected, rtol=1e-5, atol=1e-6)
+
     # re-opening reads every step back from the cache: the same arrays, no new work
     def no_work(*args, **kwargs):
         raise AssertionError("re-opening a cached atlas recomputed something")
@@ -86,8 +87,10 @@ def test_tiles_cross_as_rgba_buffers_with_the_filter_in_alpha(session, atlas):
     widget._on_message(widget, {"type": "tiles", "level": 4, "tiles": [[0, 0]], "version": 0}, [])
     assert sent == []
 
-    widget.class_filter = "a green cat"
+    with pytest.raises(traitlets.TraitError, match="unknown class 'a green cat'"):
+        widget.class_filter = "a green cat"
     assert "unknown class 'a green cat'" in widget.error and "a red circle" in widget.error
+    assert widget.class_filter == "a blue star" and widget.tile_version == 1  # the filter is kept
 
 
 def test_hovering_a_cell_sends_its_classes_count_and_patches(session, atlas):
@@ -95,7 +98,7 @@ def test_hovering_a_cell_sends_its_classes_count_and_patches(session, atlas):
     sent = sent_messages(widget)
     row, col = np.argwhere(atlas.grid(4).counts >= 3)[0]
     widget._on_message(widget, {"type": "cell", "level": 4, "row": int(row), "col": int(col)}, [])
-    (content, (buffer,)), = sent
+    ((content, (buffer,)),) = sent
     assert content["count"] == atlas.grid(4).counts[row, col]
     assert [name for name, _ in content["classes"]] == sorted(CLASSES, key=lambda c: -atlas.cells[4][row, col][
         CLASSES.index(c)])  # fmt: skip
@@ -103,7 +106,7 @@ def test_hovering_a_cell_sends_its_classes_count_and_patches(session, atlas):
     patches = np.frombuffer(bytes(buffer), np.uint8).reshape(3, 48, 48, 3)
     assert patches.std() > 5  # real image crops, not blank
     # a bad request becomes an error in the widget, and the widget keeps working
-    widget._on_message(widget, {"type": "cell", "level": 16, "row": 0, "col": 0}, [])
+    widget._handle_custom_msg({"type": "cell", "level": 16, "row": 0, "col": 0}, [])  # as the browser sends it
     assert "no grid of size 16" in widget.error
 
 
@@ -128,3 +131,39 @@ def test_view_and_selection_are_validated_and_give_the_cell(session, atlas):
     assert widget.selected_sources == [atlas.store.sources[i]["source"] for i in dict.fromkeys(origins.tolist())]
     with pytest.raises(TypeError, match="unexpected keyword argument.*zoom"):
         AtlasWidget(atlas, zoom=3)
+
+
+def test_every_entry_point_reports_in_the_widget_and_recovers(session, atlas, monkeypatch):
+    widget = AtlasWidget(atlas, session=session, tile_cells=2, icon_px=8)
+    # a refused selection names the grids; another setting leaves the error, a good selection clears it
+    with pytest.raises(traitlets.TraitError, match="no grid of size 3"):
+        widget.selected = [3, 0, 0]
+    assert "no grid of size 3; this atlas has [2, 4]" in widget.error and widget.selected == []
+    widget.icon_px = 16
+    assert "no grid of size 3" in widget.error
+    widget.selected = [4, 0, 0]
+    assert widget.error == "" and widget.selected == [4, 0, 0]
+
+    # Python methods: the error names the problem, and a later good call clears it
+    with pytest.raises(ValueError, match="tile \\(9, 9\\) is outside grid 4"):
+        widget.tile(4, 9, 9)
+    assert "outside grid 4" in widget.error
+    with pytest.raises(IndexError, match="outside the 4 x 4 grid"):
+        widget.cell_info(4, -1, 0)  # not the last row, silently
+    widget.zoom_to(0.5, 0.5, 2.0)
+    assert widget.error == "" and widget.view["zoom"] == 2.0
+
+    # the browser: a refused filter is reported, not raised, and sent back; a good one clears
+    resent = []
+    monkeypatch.setattr(widget, "send_state", lambda key=None: resent.append(key))
+    widget.set_state({"class_filter": "a purple moon"})
+    assert "unknown class 'a purple moon'; choose one of: a red circle, a blue star" in widget.error
+    assert widget.class_filter == "" and ["class_filter"] in resent and widget.tile_version == 0
+    widget.set_state({"class_filter": "a red circle"})
+    assert widget.error == "" and widget.tile_version == 1
+    # a bad request from the browser is reported without raising; good requests are answered
+    sent = sent_messages(widget)
+    widget._handle_custom_msg({"type": "tiles", "level": 4, "tiles": [[7, 7]], "version": 1}, [])
+    assert "outside grid 4" in widget.error and sent == []
+    widget._handle_custom_msg({"type": "tiles", "level": 4, "tiles": [[0, 0]], "version": 1}, [])
+    assert [content["row"] for content, _ in sent] == [0]

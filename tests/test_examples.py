@@ -133,3 +133,37 @@ def test_model_view_and_crops(session):
     crop = crop_around(view, store_example, scale=2.0)
     assert crop.size == (16, 16)
     np.testing.assert_array_equal(np.asarray(crop), np.asarray(view)[4:20, 12:28])
+
+
+def test_a_negative_unit_is_an_error_not_the_last_unit(session, tmp_path):
+    store = collect_examples(session, [draw_scene(i).image for i in range(3)], ["blocks.0"], tmp_path / "s", k=2,
+                             progress=False)  # fmt: skip
+    units = session.layers["blocks.0"].units
+    assert store.examples("blocks.0", units - 1)  # the last unit itself is fine
+    for unit in (-1, units):
+        with pytest.raises(IndexError, match=f"unit {unit} out of range .*valid units are 0 to {units - 1}"):
+            store.examples("blocks.0", unit)
+
+
+def test_what_cannot_be_read_is_skipped_and_named_and_a_strip_is_collected(session, folder, tmp_path):
+    from PIL import Image
+
+    import clip_widgets.images as images
+
+    root = tmp_path / "mixed"
+    root.mkdir()
+    for name in ("a.png", "c.png"):
+        (root / name).write_bytes((folder / "scene_00.png").read_bytes())
+    Image.new("1", (8000, 6000)).save(root / "b_huge.png")  # 48 megapixels in a small file
+    strip = Image.new("RGB", (1, 100_000), (0, 0, 255))
+    strip.save(root / "d_strip.png")
+    assert images.MAX_PIXELS < 48_000_000
+    with pytest.warns(UserWarning, match="b_huge.png: 8000 x 6000 pixels"):
+        store = collect_examples(session, root, ["blocks.0"], tmp_path / "store", k=4, batch_size=4, progress=False)
+    assert store.processed == 4
+    assert [(s["source"], "limit of 40 megapixels" in s["error"]) for s in store.skipped] == [
+        (str(root / "b_huge.png"), True)]  # fmt: skip
+    kept = sorted({e.source for unit in range(3) for e in store.examples("blocks.0", unit)})
+    assert kept == [str(root / "a.png"), str(root / "c.png"), str(root / "d_strip.png")]
+    (high, _), _, _ = brute_force(session, [root / "a.png", root / "c.png", root / "d_strip.png"], "blocks.0")
+    np.testing.assert_allclose(store.values("blocks.0")[:, 0], high.max(0).values.numpy(), rtol=1e-5, atol=1e-6)

@@ -235,3 +235,134 @@ def test_real_photo(astronaut, tmp_path):
         assert out.mode == "RGB" and out.size == (512, 512)
         np.testing.assert_array_equal(np.asarray(out), pixels)
     assert load_image(torch.from_numpy(pixels).permute(2, 0, 1).float() / 255).size == (512, 512)
+
+
+# ---------------------------------------------------------------------------------------------
+# Size limits: a small file must not cost gigabytes
+# ---------------------------------------------------------------------------------------------
+
+
+def png_header_only(path, width: int, height: int) -> None:
+    """A PNG that declares ``width`` x ``height`` and holds no pixel data: opening it reads the
+    header, decoding it fails. So an error about its size proves nothing was decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
+
+
+def test_an_image_over_the_pixel_budget_is_refused_from_its_header(tmp_path):
+    import clip_widgets.images as images
+
+    assert images.MAX_PIXELS == 40_000_000
+    big = tmp_path / "bilevel_144mp.png"
+    Image.new("1", (12000, 12000)).save(big)  # 144 megapixels in a few kilobytes
+    assert big.stat().st_size < 400_000
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow's DecompressionBombWarning becomes our error, not a warning
+        with pytest.raises(ImageLoadError) as info:
+            load_image(big)
+    message = str(info.value)
+    assert "bilevel_144mp.png" in message and "12000 x 12000 pixels (144.0 megapixels)" in message
+    assert "limit of 40 megapixels" in message and "MAX_PIXELS" in message
+
+    header_only = tmp_path / "header_only.png"
+    png_header_only(header_only, 10000, 5000)
+    with pytest.raises(ImageLoadError, match="header_only.png: 10000 x 5000 pixels"):
+        load_image(header_only)  # decoding would have failed with "truncated" instead
+    # a PIL image that was opened but not decoded
+    with Image.open(header_only) as lazy, pytest.raises(ImageLoadError, match="10000 x 5000"):
+        load_image(lazy)
+
+
+def test_the_budget_is_adjustable_and_holds_for_arrays(tmp_path, monkeypatch):
+    import clip_widgets.images as images
+
+    path = tmp_path / "small.png"
+    Image.new("RGB", (30, 20), RED).save(path)
+    monkeypatch.setattr(images, "MAX_PIXELS", 500)
+    with pytest.raises(ImageLoadError, match="small.png: 30 x 20 pixels .* limit of 0.0005 megapixels"):
+        load_image(path)
+    with pytest.raises(ImageLoadError, match="30 x 20 pixels"):
+        load_image(np.zeros((20, 30, 3), np.uint8))
+    with pytest.raises(ImageLoadError, match="30 x 20 pixels"):
+        load_image(torch.zeros(3, 20, 30))
+    monkeypatch.setattr(images, "MAX_PIXELS", 600)
+    assert load_image(path).size == (30, 20)
+    monkeypatch.setattr(images, "MAX_PIXELS", None)
+    huge = tmp_path / "past_pillows_limit.png"
+    png_header_only(huge, 20000, 20000)  # over twice Pillow's own limit: its hard error
+    with pytest.raises(ImageLoadError, match="past_pillows_limit.png: too large for Pillow .*MAX_PIXELS is none"):
+        load_image(huge)
+
+
+def test_batches_skip_an_image_over_the_budget_and_name_it(tmp_path):
+    Image.new("RGB", (4, 4), RED).save(tmp_path / "a.png")
+    Image.new("1", (10000, 5000)).save(tmp_path / "b_huge.png")
+    errors: list[ImageLoadError] = []
+    with pytest.warns(UserWarning, match="b_huge.png"):
+        loaded = list(iter_images(tmp_path, errors=errors))
+    assert [p.name for p, _ in loaded] == ["a.png"] and "50.0 megapixels" in str(errors[0])
+
+
+@pytest.mark.parametrize("size", [(3, 2000), (2000, 3), (5, 1500), (40, 3000), (3000, 40), (64, 6000), (7, 500)])
+def test_a_strip_is_resampled_only_where_the_crop_looks_with_the_plain_result(size, astronaut):
+    from clip_widgets.images import transform_image
+    from clip_widgets.session import ModelSession
+
+    session = ModelSession.default(device="cpu")
+    rng = np.random.default_rng(sum(size))
+    noise = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    for picture in (astronaut.resize(size, Image.Resampling.BICUBIC), noise):
+        plain = session._transform(picture)  # open_clip's own path: resize everything, then crop
+        bounded = transform_image(session._transform, picture)
+        levels = ((bounded - plain).abs() * torch.tensor(session.std).view(3, 1, 1) * 255).max()
+        assert levels <= 1.0 + 1e-4, f"{size}: {levels} grey levels apart"  # rounding of the box's float corners
+
+
+def test_ordinary_images_take_the_plain_path_bit_for_bit(astronaut):
+    from clip_widgets.images import transform_image
+    from clip_widgets.session import ModelSession
+
+    session = ModelSession.from_config("tiny-resnet", device="cpu")
+    for size in ((512, 512), (200, 150), (150, 600)):
+        picture = astronaut.resize(size)
+        assert torch.equal(transform_image(session._transform, picture), session._transform(picture))
+
+
+def test_a_one_pixel_wide_png_costs_kilobytes_not_gigabytes(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    strip = Image.new("RGB", (1, 100_000), BLUE)
+    strip.paste(RED, (0, 49_900, 1, 50_100))  # the middle rows, where the centre crop looks
+    path = tmp_path / "strip.png"
+    strip.save(path)
+    assert path.stat().st_size < 1000
+    script = f"""
+import json, resource, time
+import numpy as np
+from PIL import Image
+from clip_widgets.session import ModelSession
+session = ModelSession.default(device="cpu")
+session.preprocess(Image.new("RGB", (80, 60)))  # everything lazy is loaded before measuring
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+pixels = session.preprocess({str(path)!r})
+seconds = time.perf_counter() - start
+grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+rgb = pixels[0].float() * np.array(session.std).reshape(3, 1, 1) + np.array(session.mean).reshape(3, 1, 1)
+off_red = float((rgb * 255 - np.array([255, 0, 0]).reshape(3, 1, 1)).abs().max())
+print(json.dumps({{"grown_mb": grown, "seconds": seconds, "shape": list(pixels.shape), "off_red": off_red}}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["grown_mb"] < 200 and result["seconds"] < 5, result  # it was 1.9 GB and 27 s
+    assert result["shape"] == [1, 3, 64, 64]
+    assert result["off_red"] < 1.0, result  # the model sees the red middle of the strip

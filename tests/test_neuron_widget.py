@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import traitlets
 
 from clip_widgets.examples import collect_examples, model_view, unit_maps
 from clip_widgets.featvis import evaluate
@@ -99,7 +100,8 @@ def test_bad_input_stays_in_the_widget(explorer, vit_session):
 
     vit_session.layers.forward = broken
     try:
-        explorer.unit = 2
+        with pytest.raises(RuntimeError, match="unavailable"):  # the words panel runs in the foreground
+            explorer.unit = 2
         explorer.wait(60)
         assert "the image tower is unavailable" in explorer.error
     finally:
@@ -107,3 +109,30 @@ def test_bad_input_stays_in_the_widget(explorer, vit_session):
     explorer.unit = 1
     explorer.wait(60)
     assert explorer.error == "" and explorer.visualization is not None
+
+
+def test_refused_values_show_in_the_widget_from_python_and_from_the_browser(explorer, vit_session, monkeypatch):
+    with pytest.raises(traitlets.TraitError, match="less than 0"):
+        explorer.unit = -1
+    assert "less than 0" in explorer.error and explorer.unit == 3
+    explorer.unit = 2  # a good value clears the error and shows the unit
+    explorer.wait(60)
+    assert explorer.error == "" and explorer.example_values[0] == pytest.approx(
+        explorer._store.examples("blocks.1", 2)[0].value)  # fmt: skip
+
+    resent = []
+    monkeypatch.setattr(explorer, "send_state", lambda key=None: resent.append(key))
+    explorer.set_state({"layer": "blocks.9"})  # as the browser sends it: no exception escapes
+    assert "no layer named 'blocks.9'" in explorer.error and "Valid names: " in explorer.error
+    assert explorer.layer == "blocks.1" and ["layer"] in resent
+    explorer.set_state({"layer": "blocks.0"})
+    explorer.wait(60)
+    assert explorer.error == "" and explorer.layer == "blocks.0"
+    assert explorer.unit_count == vit_session.layers["blocks.0"].units
+
+
+def test_a_bare_string_vocabulary_is_one_word(vit_session):
+    explorer = NeuronExplorer(vit_session, "blocks.1", 0, vocabulary="red star", steps=1, facets=1)
+    explorer.wait(60)
+    assert [word for word, _ in explorer.top_words] == ["red star"]
+    explorer.close()

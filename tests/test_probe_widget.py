@@ -66,3 +66,27 @@ def test_the_lab_puts_the_views_together_and_a_probe_neuron_opens_in_the_explore
     bars._dispatch_on_click(Points(point_inds=[0], xs=[bars.x[0]], ys=[bars.y[0]], trace_name="", trace_index=0), None)
     lab.explorer.wait(60)
     assert lab.selected_index == 1 and (lab.explorer.layer, lab.explorer.unit) == ("blocks.1", 9)
+
+
+def test_failures_show_in_the_banner_and_a_good_call_clears_them(path, vit_session):
+    from plotly.callbacks import Points
+
+    from clip_widgets.widgets.probe import ProbeExplorer
+
+    explorer = NeuronExplorer(vit_session, "blocks.0", 0, steps=1, facets=1, vocabulary=[])
+    with pytest.raises(ValueError, match="no layer 'blocks.5'; its layers: .*blocks.1"):
+        ProbeExplorer(path, layer="blocks.5", explorer=explorer)
+    view = ProbeExplorer(path, layer="blocks.1", explorer=explorer, k=5)
+    assert view.banner.layout.display == "none"
+    with pytest.raises(IndexError, match="units 0 to 23"):
+        view.open_neuron(24)
+    assert "units 0 to 23" in view.error and "units 0 to 23" in view.banner.value
+    assert view.banner.layout.display == "block" and explorer.layer == "blocks.0"  # nothing moved
+    view.open_neuron(9)
+    explorer.wait(60)
+    assert view.error == "" and view.banner.layout.display == "none"
+    assert (explorer.layer, explorer.unit) == ("blocks.1", 9)
+    # a click in the browser that names no unit of the probe: reported, not raised
+    trace = type("Trace", (), {"x": ["-3"]})()
+    view._bar_clicked(trace, Points(point_inds=[0], xs=["-3"], ys=[0.0], trace_name="", trace_index=0), None)
+    assert "unit -3 is out of range" in view.error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import traitlets
 from ipywidgets.widgets.widget import _remove_buffers
 
 from clip_widgets.errors import ImageLoadError
@@ -110,20 +111,31 @@ def test_failures_show_in_the_widget_and_it_recovers(widget, vit_session, monkey
         raise RuntimeError("text tower exploded")
 
     monkeypatch.setattr(vit_session, "encode_text", broken)
-    widget.labels = ["cat", "dog"]
-    assert "text tower exploded" in widget.error
+    with pytest.raises(RuntimeError, match="text tower exploded"):  # a Python assignment hears of it too
+        widget.labels = ["cat", "dog"]
+    assert widget.error == "RuntimeError: text tower exploded"
     assert widget.busy is False
     monkeypatch.undo()
     widget.labels = ["cat", "dog", "bird"]
     assert widget.error == "" and widget.surgery_maps.shape[0] == 3
 
 
-def test_bad_image_names_the_file(widget, tmp_path):
+def test_bad_image_names_the_file(widget, tmp_path, astronaut, vit_session):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
+    before = widget.image.copy()
     with pytest.raises(ImageLoadError, match="broken.png"):
         widget.set_image(broken)
+    assert "broken.png" in widget.error and widget.error.startswith("ImageLoadError: ")
     assert widget.surgery_maps is not None  # the old view is kept
+    np.testing.assert_array_equal(widget.image, before)
+    with pytest.raises(ImageLoadError, match="NaN"):
+        widget.set_image(np.full((8, 8, 3), np.nan, np.float32))
+    assert "NaN" in widget.error
+    widget.set_image(np.asarray(astronaut)[::-1])  # a good image clears the error and is shown
+    assert widget.error == "" and not np.array_equal(widget.image, before)
+    expected = surgery_maps(vit_session, widget.image, LABELS)
+    np.testing.assert_allclose(widget.surgery_maps / 255.0, expected.surgery, atol=0.5 / 255 + 1e-6)
 
 
 def test_maps_are_sent_at_map_side(vit_session, astronaut):
@@ -136,4 +148,59 @@ def test_maps_are_sent_at_map_side(vit_session, astronaut):
 def test_resnet_sessions_work_too(resnet_session, astronaut):
     w = SurgeryWidget(resnet_session, astronaut, ["face", "sky"], max_side=64)
     assert w.error == "" and w.surgery_maps.shape == (2, 64, 64) and np.ptp(w.surgery_maps) > 0
+    w.close()
+
+
+def test_every_entry_point_reports_in_the_widget_and_recovers(widget, vit_session, astronaut, monkeypatch):
+    # a refused setting names the valid choices; another setting leaves the error, a good value clears it
+    with pytest.raises(traitlets.TraitError, match="rainbow"):
+        widget.colormap = "rainbow"
+    assert "'rainbow'" in widget.error and "'viridis'" in widget.error and widget.colormap == "jet"
+    widget.opacity = 0.3
+    assert "rainbow" in widget.error
+    widget.colormap = "gray"
+    assert widget.error == ""
+
+    # from the browser: reported, never raised, and the refused value is sent back
+    resent = []
+    monkeypatch.setattr(widget, "send_state", lambda key=None: resent.append(key))
+    widget.set_state({"mode": "bogus"})
+    assert "'bogus'" in widget.error and "'surgery'" in widget.error and widget.mode == "surgery"
+    assert ["mode"] in resent  # beside the "error" update itself
+    widget.set_state({"mode": "raw"})
+    assert widget.error == "" and widget.mode == "raw"
+
+    # a failed recomputation from the browser: reported, and the next good edit recomputes
+    def broken(*args, **kwargs):
+        raise RuntimeError("text tower exploded")
+
+    monkeypatch.setattr(vit_session, "encode_text", broken)
+    widget.set_state({"labels": ["cat", "dog"]})
+    assert widget.error == "RuntimeError: text tower exploded" and not widget.busy
+    monkeypatch.undo()
+    widget.set_state({"labels": ["cat", "dog"]})
+    expected = surgery_maps(vit_session, widget.image, ["cat", "dog"])
+    assert widget.error == ""
+    np.testing.assert_allclose(widget.surgery_maps / 255.0, expected.surgery, atol=0.5 / 255 + 1e-6)
+
+
+def test_a_failed_first_computation_still_returns_the_widget(vit_session, astronaut, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("text tower exploded")
+
+    monkeypatch.setattr(vit_session, "encode_text", broken)
+    w = SurgeryWidget(vit_session, astronaut, LABELS, max_side=64)  # no raise: the banner tells
+    assert w.error == "RuntimeError: text tower exploded" and w.surgery_maps is None
+    monkeypatch.undo()
+    w.labels = ["face", "sky"]
+    assert w.error == "" and w.surgery_maps.shape[0] == 2
+    w.close()
+
+
+def test_a_bare_string_is_one_label_and_one_template(vit_session, astronaut):
+    w = SurgeryWidget(vit_session, astronaut, "a face", templates="a photo of {}.", max_side=64)
+    assert w.labels == ["a face"] and w.error == ""
+    expected = surgery_maps(vit_session, w.image, ["a face"], templates=["a photo of {}."])
+    np.testing.assert_allclose(w.surgery_maps / 255.0, expected.surgery, atol=0.5 / 255 + 1e-6)
+    assert expected.info["templates"] == ["a photo of {}."]
     w.close()

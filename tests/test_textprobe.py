@@ -55,3 +55,22 @@ def test_rank_by_embedding_uses_the_projection(session):
     np.testing.assert_allclose(result.scores, np.sort(expected)[::-1], rtol=1e-5, atol=1e-6)
     with pytest.raises(UnsupportedModelError, match="rank_words_by_image works for every layer"):
         rank_words_by_embedding(session, "blocks.0", 0, WORDS)
+
+
+def test_unit_directions_refuse_a_negative_unit(session):
+    from clip_widgets.textprobe import unit_directions
+
+    width = session.layers["ln_post"].units
+    np.testing.assert_array_equal(unit_directions(session, "ln_post", [width - 1])[0],
+                                  session.model.visual.proj.detach()[width - 1])  # fmt: skip
+    for unit in (-1, width):
+        with pytest.raises(IndexError, match=f"\\[{unit}\\] out of range .*valid units are 0 to {width - 1}"):
+            unit_directions(session, "ln_post", [unit])
+
+
+def test_a_bare_string_vocabulary_is_one_word_not_its_letters(session):
+    (by_image,) = rank_words_by_image(session, "blocks.1", 2, "ipod", progress=False)
+    (by_text,) = rank_words_by_embedding(session, "ln_post", 7, "ipod", templates="a photo of {}.")
+    assert by_image.words == by_text.words == ["ipod"]
+    (listed,) = rank_words_by_embedding(session, "ln_post", 7, ["ipod"], templates=["a photo of {}."])
+    np.testing.assert_allclose(by_text.scores, listed.scores)

@@ -42,3 +42,44 @@ def test_attack_reports_each_image_and_skips_broken_ones(vit_session, tmp_path):
     assert report.success_rate == pytest.approx(expected, nan_ok=True)
     with pytest.raises(ValueError, match="not among the classes"):
         attack(vit_session, tmp_path, "cat", CLASSES, target="a dog", progress=False)
+
+
+def test_a_tall_strip_in_the_folder_is_skipped_and_named_not_the_whole_batch(vit_session, tmp_path):
+    for i in range(3):
+        draw_scene(i, size=48).image.save(tmp_path / f"{i}.png")
+    tall = tmp_path / "1b_tall.png"
+    Image.new("RGB", (64, 60_000), (200, 30, 30)).save(tall)  # valid, but "cat" at 0.2 of its height is huge
+    with pytest.warns(UserWarning, match="1b_tall.png: ValueError: the text 'cat' at 12000 px"):
+        report = attack(vit_session, tmp_path, "cat", CLASSES, batch_size=2, progress=False)
+    assert report.skipped == [str(tall)]
+    assert report.sources == [str(tmp_path / f"{i}.png") for i in range(3)]
+    clean = zero_shot(vit_session, [Image.open(s) for s in report.sources], CLASSES)
+    np.testing.assert_allclose(report.clean_probs, clean, rtol=1e-5, atol=1e-6)
+    # with a size that fits, the same strip is attacked like any image
+    report = attack(vit_session, [tall], "cat", CLASSES, size=0.001, progress=False)
+    assert report.skipped == [] and report.clean_probs.shape == (1, 3)
+
+
+def test_write_text_refuses_text_over_the_pixel_budget_before_drawing_it():
+    tall = Image.new("RGB", (64, 60_000))
+    with pytest.raises(ValueError, match="'iPod' at 12000 px .* 64 x 60000 image.* limit of 40 megapixels"):
+        write_text(tall, "iPod")
+    out = write_text(tall, "iPod", size=0.0005)  # a 30 px font
+    assert (np.asarray(out) != 0).any()
+
+
+def test_bad_writing_options_fail_once_up_front(vit_session, tmp_path):
+    draw_scene(0, size=48).image.save(tmp_path / "0.png")
+    with pytest.raises(TypeError, match="colour"):
+        attack(vit_session, tmp_path, "cat", CLASSES, colour="red", progress=False)
+
+
+def test_a_bare_string_is_one_class_and_one_template(vit_session):
+    scene = draw_scene(1, size=48).image
+    probs = zero_shot(vit_session, [scene], "a red circle", templates="a photo of {}.")
+    assert probs.shape == (1, 1)
+    two = zero_shot(vit_session, [scene], ["a red circle", "a blue star"], templates="a photo of {}.")
+    listed = zero_shot(vit_session, [scene], ["a red circle", "a blue star"], templates=["a photo of {}."])
+    np.testing.assert_array_equal(two, listed)
+    with pytest.raises(TypeError, match="classes must be a string or a list of strings, not int"):
+        zero_shot(vit_session, [scene], 3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import traitlets
 
 from clip_widgets import TypographicLab
 from clip_widgets.errors import ClipWidgetsError
@@ -35,4 +36,47 @@ def test_the_lab_shows_the_attack_as_the_functions_compute_it(vit_session):
     np.testing.assert_allclose(lab.attacked_probs, lab.clean_probs, rtol=1e-6)
     with pytest.raises(ClipWidgetsError, match="blocks.0"):
         lab.layer = "blocks.9"
-    assert lab.error == ""
+    assert "no layer named 'blocks.9'" in lab.error and "blocks.0" in lab.error  # it names the choices
+    assert lab.layer == "blocks.1"
+    lab.layer = "blocks.0"  # a good value clears the error and recomputes
+    assert lab.error == "" and len(lab.top_units) == 4
+
+
+def test_failures_show_in_the_lab_and_it_recovers(vit_session, monkeypatch):
+    scene = draw_scene(5, size=64).image
+    lab = TypographicLab(vit_session, scene, "a red circle", templates="a drawing of {}.", text="ipod")
+    assert lab.classes == ["a red circle"]  # a bare string is one class, and one template
+    np.testing.assert_allclose(lab.clean_probs, [1.0], rtol=1e-6)
+    expected = zero_shot(vit_session, [scene, lab.attacked_image()], CLASSES, templates=["a drawing of {}."])
+    lab.classes = CLASSES
+    np.testing.assert_allclose([lab.clean_probs, lab.attacked_probs], expected, rtol=1e-5, atol=1e-7)
+
+    # from Python: a refused value raises and names the valid choices; a good one clears
+    with pytest.raises(traitlets.TraitError, match="'white', 'black'"):
+        lab.ink = "red"
+    assert "'red'" in lab.error and "'black'" in lab.error and lab.ink == "white"
+    lab.ink = "black"
+    assert lab.error == "" and lab.ink == "black"
+
+    # from the browser: the same, without raising, and the browser gets the kept value back
+    resent = []
+    monkeypatch.setattr(lab, "send_state", lambda key=None: resent.append(key))
+    lab.set_state({"layer": "blocks.7"})
+    assert "no layer named 'blocks.7'" in lab.error and "blocks.1" in lab.error
+    assert lab.layer == "" and ["layer"] in resent
+    lab.set_state({"layer": "blocks.1"})
+    assert lab.error == "" and len(lab.top_units) == 8
+
+    # a failed recomputation keeps the last good text, so sending it again retries
+    def broken(*args, **kwargs):
+        raise RuntimeError("image tower unavailable")
+
+    monkeypatch.setattr(vit_session, "encode_image", broken)
+    lab.set_state({"text": "apple"})
+    assert lab.error == "RuntimeError: image tower unavailable" and lab.text == "ipod" and not lab.busy
+    monkeypatch.undo()
+    lab.set_state({"text": "apple"})
+    assert lab.error == "" and lab.text == "apple"
+    np.testing.assert_array_equal(lab.attacked, np.asarray(write_text(scene, "apple", fill=(0, 0, 0),
+                                                                      outline=(255, 255, 255))))  # fmt: skip
+    lab.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,9 +12,7 @@ from PIL import Image
 
 from ..atlas import Atlas
 from ..examples import Example, crop_box, model_view, positions_of
-from ._base import STATIC, WidgetBase
-
-log = logging.getLogger(__name__)
+from ._base import STATIC, WidgetBase, entry_point
 
 
 class AtlasWidget(WidgetBase):
@@ -27,7 +24,9 @@ class AtlasWidget(WidgetBase):
     clicking selects it (``selected``; then ``selected_direction``, ``selected_rows`` and
     ``selected_sources`` hold its mean activation and where it came from). ``class_filter``
     fades the cells by how much they push one class. ``view`` (centre and zoom) and ``selected``
-    are traits, settable from Python and saved with the notebook's widget state.
+    are traits, settable from Python and saved with the notebook's widget state. Failures show
+    in ``error`` (and are raised to Python callers; see
+    :class:`~clip_widgets.widgets._base.WidgetBase`).
     """
 
     _esm = STATIC / "atlas.js"
@@ -46,13 +45,12 @@ class AtlasWidget(WidgetBase):
     class_names = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
     """The classes cells are attributed to (empty without attribution)."""
     class_filter = traitlets.Unicode("").tag(sync=True)
-    """A class name: cells fade by their attribution to it. Empty: no filter."""
+    """A class name: cells fade by their attribution to it. Empty: no filter. Other names are
+    refused, and the error lists the atlas's classes."""
     selected = traitlets.List(traitlets.Int(), maxlen=3).tag(sync=True)
     """``[grid size, row, col]`` of the selected cell, or empty."""
     tile_version = traitlets.Int(0).tag(sync=True)
     """Changes whenever tile contents change (a new filter), so the browser drops its cache."""
-    error = traitlets.Unicode("").tag(sync=True)
-    """The last error, shown in the widget; empty when all is well."""
 
     def __init__(
         self,
@@ -68,7 +66,6 @@ class AtlasWidget(WidgetBase):
         self._images = images
         self._patches = int(patches)
         self._tile_cache: dict[tuple[int, int, int, int], np.ndarray] = {}
-        self.last_exception: BaseException | None = None
         super().__init__(**traits)
         self.set_trait("levels", atlas.sizes)
         self.set_trait("class_names", list(atlas.classes))
@@ -104,6 +101,7 @@ class AtlasWidget(WidgetBase):
         indices = dict.fromkeys(int(origins[r, 0]) for r in self.selected_rows)
         return [self._atlas.store.sources[i]["source"] for i in indices]
 
+    @entry_point
     def zoom_to(self, x: float, y: float, zoom: float) -> None:
         """Centre the view on (``x``, ``y``) (unit-square coordinates) at ``zoom``."""
         self.view = {"x": float(x), "y": float(y), "zoom": float(zoom)}
@@ -111,6 +109,7 @@ class AtlasWidget(WidgetBase):
     # -- validation ---------------------------------------------------------------------------
 
     @traitlets.validate("view")
+    @entry_point(clears=False)  # a good value clears through the assignment
     def _check_view(self, proposal: dict[str, Any]) -> dict[str, float]:
         value = proposal["value"]
         try:
@@ -124,6 +123,7 @@ class AtlasWidget(WidgetBase):
         return {"x": min(max(x, half), 1 - half), "y": min(max(y, half), 1 - half), "zoom": zoom}
 
     @traitlets.validate("selected")
+    @entry_point(clears=False)  # a good value clears through the assignment
     def _check_selected(self, proposal: dict[str, Any]) -> list[int]:
         value = list(proposal["value"])
         if not value:
@@ -137,18 +137,23 @@ class AtlasWidget(WidgetBase):
             raise traitlets.TraitError(f"cell ({row}, {col}) is outside the {size} x {size} grid")
         return value
 
+    @traitlets.validate("class_filter")
+    @entry_point(clears=False)  # a good value clears through the assignment
+    def _check_filter(self, proposal: dict[str, Any]) -> str:
+        name = proposal["value"].strip()
+        if name and name not in self._atlas.classes:
+            choices = ", ".join(self._atlas.classes) or "(none: the atlas was built without classes)"
+            raise traitlets.TraitError(f"unknown class {name!r}; choose one of: {choices}")
+        return proposal["value"]
+
     @traitlets.observe("class_filter")
     def _filter_changed(self, change: dict[str, Any]) -> None:
-        name = change["new"].strip()
-        if name and name not in self._atlas.classes:
-            self.error = f"unknown class {name!r}; choose one of: {', '.join(self._atlas.classes) or '(none)'}"
-        else:
-            self.error = ""
         self._tile_cache.clear()
         self.tile_version += 1
 
     # -- tiles and cells ------------------------------------------------------------------------
 
+    @entry_point(clears=False)
     def tile(self, size: int, row: int, col: int) -> np.ndarray:
         """Tile (``row``, ``col``) of grid ``size`` as ``(H, W, 4)`` uint8 RGBA: icons at
         ``icon_px``, alpha from the class filter, transparent where cells are empty."""
@@ -172,16 +177,19 @@ class AtlasWidget(WidgetBase):
                               for icon in line])
                     for line in block
                 ])  # fmt: skip
-            rgba = np.concatenate([block, np.broadcast_to(
-                np.rint(alpha * 255).astype(np.uint8)[:, :, None, None, None], (rows_n, cols_n, side, side, 1))], -1)
+            opaque = np.rint(alpha * 255).astype(np.uint8)[:, :, None, None, None]
+            rgba = np.concatenate([block, np.broadcast_to(opaque, (rows_n, cols_n, side, side, 1))], -1)
             picture = rgba.transpose(0, 2, 1, 3, 4).reshape(rows_n * side, cols_n * side, 4)
             self._tile_cache[key] = np.ascontiguousarray(picture)
         return self._tile_cache[key]
 
+    @entry_point(clears=False)
     def cell_info(self, size: int, row: int, col: int) -> tuple[dict[str, Any], np.ndarray | None]:
         """What hovering a cell shows: its count and top classes, and up to ``patches`` crops of
         the source images around the positions its activations came from, ``(k, 48, 48, 3)``."""
         grid = self._atlas.grid(size)
+        if not (0 <= row < size and 0 <= col < size):  # numpy would wrap a negative index silently
+            raise IndexError(f"cell ({row}, {col}) is outside the {size} x {size} grid")
         count = int(grid.counts[row, col])
         classes = self._atlas.cell_classes(size, row, col) if count else []
         info = {"level": size, "row": row, "col": col, "count": count, "classes": [list(pair) for pair in classes]}
@@ -202,23 +210,19 @@ class AtlasWidget(WidgetBase):
         return np.stack(crops) if crops else None
 
     def _on_message(self, _widget: Any, content: dict[str, Any], _buffers: list) -> None:
-        try:
-            kind = content.get("type")
-            if kind == "tiles":
-                size, version = int(content["level"]), int(content.get("version", self.tile_version))
-                if version != self.tile_version:
-                    return  # asked before the filter changed; the browser asks again
-                for row, col in content["tiles"]:
-                    picture = self.tile(size, int(row), int(col))
-                    header = {"type": "tile", "level": size, "row": int(row), "col": int(col), "version": version}
-                    self.send({**header, "shape": list(picture.shape)}, buffers=[memoryview(picture)])
-            elif kind == "cell":
-                info, crops = self.cell_info(int(content["level"]), int(content["row"]), int(content["col"]))
-                if crops is None:
-                    self.send({"type": "cell", **info, "patches": None})
-                else:
-                    self.send({"type": "cell", **info, "patches": list(crops.shape)}, buffers=[memoryview(crops)])
-        except Exception as exc:  # noqa: BLE001 - any failure must reach the user, not kill the view
-            log.debug("AtlasWidget message failed", exc_info=True)
-            self.last_exception = exc
-            self.error = f"{type(exc).__name__}: {exc}"
+        """Requests from the browser; failures land in ``error`` (see ``WidgetBase._handle_custom_msg``)."""
+        kind = content.get("type")
+        if kind == "tiles":
+            size, version = int(content["level"]), int(content.get("version", self.tile_version))
+            if version != self.tile_version:
+                return  # asked before the filter changed; the browser asks again
+            for row, col in content["tiles"]:
+                picture = self.tile(size, int(row), int(col))
+                header = {"type": "tile", "level": size, "row": int(row), "col": int(col), "version": version}
+                self.send({**header, "shape": list(picture.shape)}, buffers=[memoryview(picture)])
+        elif kind == "cell":
+            info, crops = self.cell_info(int(content["level"]), int(content["row"]), int(content["col"]))
+            if crops is None:
+                self.send({"type": "cell", **info, "patches": None})
+            else:
+                self.send({"type": "cell", **info, "patches": list(crops.shape)}, buffers=[memoryview(crops)])

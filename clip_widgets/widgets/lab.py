@@ -7,6 +7,7 @@ from typing import Any
 
 import ipywidgets
 
+from ..texts import text_list
 from .atlas import AtlasWidget
 from .neuron import NeuronExplorer
 from .probe import ProbeExplorer
@@ -19,7 +20,8 @@ class Lab(ipywidgets.Tab):
     (with dataset ``examples`` when given), the typographic lab on the same image, and, when
     given, an activation ``atlas`` and a sparse ``probe`` path over ``probe_layer`` whose
     neurons open in the explorer tab. Each view stays reachable as an attribute (``lab.surgery``,
-    ``lab.explorer``, ``lab.typographic``, ``lab.atlas``, ``lab.probe``)."""
+    ``lab.explorer``, ``lab.typographic``, ``lab.atlas``, ``lab.probe``). The Lab holds no state
+    of its own: a failure shows in the view it happened in (each view's ``error``)."""
 
     def __init__(
         self,
@@ -35,9 +37,10 @@ class Lab(ipywidgets.Tab):
         explorer_layer: str | None = None,
         **explorer_kw: Any,
     ):
-        self.surgery = SurgeryWidget(session, image, list(labels))
+        labels = text_list(labels)
+        self.surgery = SurgeryWidget(session, image, labels)
         self.explorer = NeuronExplorer(session, explorer_layer or probe_layer, examples=examples, **explorer_kw)
-        self.typographic = TypographicLab(session, image, list(labels), text=typographic_text)
+        self.typographic = TypographicLab(session, image, labels, text=typographic_text)
         views: list[tuple[str, ipywidgets.Widget]] = [
             ("CLIP Surgery", self.surgery),
             ("Neurons", self.explorer),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -16,9 +15,8 @@ from ..examples import ExampleStore, crop_box, model_view, unit_maps
 from ..featvis import objectives as obj
 from ..featvis import render
 from ..textprobe import rank_words_by_image, units_for_text
-from ._base import STATIC, WidgetBase
-
-log = logging.getLogger(__name__)
+from ..texts import text_list
+from ._base import STATIC, WidgetBase, entry_point
 
 DEFAULT_VOCABULARY = (
     "red", "green", "blue", "yellow", "purple", "orange", "circle", "square", "triangle", "cross", "star",
@@ -37,6 +35,8 @@ class NeuronExplorer(WidgetBase):
     Layer, unit and query are synced both ways; the arrow keys move between
     units (left/right) and layers (up/down) when the widget has the focus. Visualizations run in
     a background thread, so the notebook stays responsive; ``wait()`` blocks until it is done.
+    Failures show in ``error`` (and are raised to Python callers; a failed visualization only
+    shows there; see :class:`~clip_widgets.widgets._base.WidgetBase`).
     """
 
     _esm = STATIC / "neuron.js"
@@ -71,8 +71,6 @@ class NeuronExplorer(WidgetBase):
     """``[unit, score]`` pairs for ``query``, best first."""
     busy = traitlets.Bool(False).tag(sync=True)
     """True while a visualization is being optimized."""
-    error = traitlets.Unicode("").tag(sync=True)
-    """The last error, shown in the widget; empty when all is well."""
 
     def __init__(
         self,
@@ -92,13 +90,12 @@ class NeuronExplorer(WidgetBase):
         self._session = session
         self._store = examples if examples is None or isinstance(examples, ExampleStore) else ExampleStore(examples)
         self._images = images
-        self._vocabulary = list(vocabulary)
+        self._vocabulary = text_list(vocabulary, "vocabulary")
         self._facets, self._steps, self._diversity = int(facets), int(steps), float(diversity)
         self._example_count = int(example_count)
         self._generation = 0
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
-        self.last_exception: BaseException | None = None
         names = [n for n in session.layers.names if session.layers[n].kind in ("conv", "tokens", "vector")]
         super().__init__(**traits)
         with self.hold_trait_notifications():
@@ -106,7 +103,8 @@ class NeuronExplorer(WidgetBase):
             self.layer = layer if layer is not None else names[-2 if len(names) > 1 else 0]
             self.unit = unit
         self._ready = True
-        self._show()
+        with self.reporting(raises=False):  # a failed first view shows in the returned widget
+            self._show()
 
     # -- Python API -------------------------------------------------------------------------
 
@@ -119,6 +117,7 @@ class NeuronExplorer(WidgetBase):
     # -- observers ----------------------------------------------------------------------------
 
     @traitlets.validate("layer")
+    @entry_point(clears=False)  # a good value clears through the assignment
     def _check_layer(self, proposal: dict[str, Any]) -> str:
         self._session.layers[proposal["value"]]  # unknown names raise, listing the valid ones  # noqa: B018
         return proposal["value"]
@@ -129,30 +128,28 @@ class NeuronExplorer(WidgetBase):
             self._show()
 
     @traitlets.observe("query")
+    @entry_point
     def _query_changed(self, change: dict[str, Any]) -> None:
         if not change["new"].strip():
             self.query_results = []
             return
-
-        def search() -> None:
-            self.query_results = [[u, s] for u, s in units_for_text(self._session, self.layer, change["new"])]
-
-        self._guard(search)
+        self.query_results = [[u, s] for u, s in units_for_text(self._session, self.layer, change["new"])]
 
     # -- work ---------------------------------------------------------------------------------
 
     def _show(self) -> None:
-        def show() -> None:
+        with self.reporting():
             count = self._session.layers[self.layer].units
             self.unit_count = count
-            if self.unit >= count:
-                self.unit = count - 1  # re-enters _show through the observer
-                return
-            self._show_examples()
-            self._show_words()
+            clamped = self.unit >= count
+            if not clamped:
+                self._show_examples()
+                self._show_words()
+        # both outside the block, so its clearing of ``error`` cannot wipe a failure of the new run
+        if clamped:
+            self.unit = count - 1  # re-enters _show through the observer
+        else:
             self._start_visualization()
-
-        self._guard(show)
 
     def _show_examples(self) -> None:
         store = self._store
@@ -208,12 +205,9 @@ class NeuronExplorer(WidgetBase):
             try:
                 render(self._session, objective, batch=self._facets, steps=self._steps, callback=frame, every=8,
                        progress=False, should_stop=stale)  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - no caller to raise to: the banner is the report
                 if not stale():
-                    self.error = ""
-            except Exception as exc:  # noqa: BLE001 - the banner is the report; the thread must not die silently
-                log.debug("NeuronExplorer visualization failed", exc_info=True)
-                self.last_exception = exc
-                self.error = f"{type(exc).__name__}: {exc}"
+                    self.report(exc)
             finally:
                 if not stale():
                     self.busy = False
@@ -222,15 +216,6 @@ class NeuronExplorer(WidgetBase):
         self.progress = 0.0
         self._worker = threading.Thread(target=work, name="clip-widgets-featvis", daemon=True)
         self._worker.start()
-
-    def _guard(self, work) -> None:
-        try:
-            work()
-            self.error = ""
-        except Exception as exc:  # noqa: BLE001 - any failure must reach the user, not kill the view
-            log.debug("NeuronExplorer update failed", exc_info=True)
-            self.last_exception = exc
-            self.error = f"{type(exc).__name__}: {exc}"
 
 
 def _gray(values: np.ndarray) -> Image.Image:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,9 +12,8 @@ from PIL import Image
 from ..codecs import Array
 from ..images import load_image
 from ..surgery import SurgeryResult, similarity_map_to_points, surgery_maps, threshold_value
-from ._base import STATIC, WidgetBase
-
-log = logging.getLogger(__name__)
+from ..texts import template_list, text_list
+from ._base import STATIC, WidgetBase, entry_point
 
 
 class SurgeryWidget(WidgetBase):
@@ -25,7 +23,8 @@ class SurgeryWidget(WidgetBase):
     pixels and the maps are sent at up to ``map_side``. Labels are edited in the widget or by
     assigning ``widget.labels``; the selected label, mode, threshold and colormap are synced both
     ways. The last computation is in ``widget.result`` (a :class:`SurgeryResult`). Failures show
-    in the widget's error banner and in ``widget.error``; the widget stays usable.
+    in the widget's error banner and in ``widget.error`` and, for calls from Python, are raised
+    too; the widget stays usable (see :class:`~clip_widgets.widgets._base.WidgetBase`).
     """
 
     _esm = STATIC / "surgery.js"
@@ -69,8 +68,6 @@ class SurgeryWidget(WidgetBase):
     """Draw Segment Anything point prompts for the selected label."""
     points = traitlets.List().tag(sync=True)
     """Point prompts ``[x, y, label]`` (label 1 positive, 0 negative) in pixels of ``image``."""
-    error = traitlets.Unicode("").tag(sync=True)
-    """The last error, shown in the widget; empty when all is well."""
     busy = traitlets.Bool(False).tag(sync=True)
     """True while maps are being computed."""
     display_width = traitlets.Int(384, min=64).tag(sync=True)
@@ -89,24 +86,26 @@ class SurgeryWidget(WidgetBase):
         **traits: Any,
     ):
         self._session = session
-        self._templates = None if templates is None else tuple(templates)
+        self._templates = template_list(templates)
         self._max_side = int(max_side)
         self._map_side = int(map_side)
         self._depth = depth
         self.result: SurgeryResult | None = None
-        self.last_exception: BaseException | None = None
         super().__init__(**traits)
         with self.hold_trait_notifications():
             if image is not None:
-                self.set_image(image)
-            self.labels = list(labels)
+                self.set_image(image)  # an unreadable image is an argument error: it raises
+            self.labels = text_list(labels)
         self._pick_present = "selected" not in traits  # open on a present label unless told which
-        self._recompute()
+        with self.reporting(raises=False):  # a failed first computation shows in the returned widget
+            self._recompute()
 
     # -- Python API -------------------------------------------------------------------------
 
+    @entry_point
     def set_image(self, source: Any) -> None:
-        """Show a new image (path, PIL, numpy or tensor); maps are recomputed."""
+        """Show a new image (path, PIL, numpy or tensor); maps are recomputed. An unreadable
+        image keeps the current one and shows (and raises) an error naming it."""
         picture = load_image(source)
         scale = self._max_side / max(picture.size)
         if scale < 1:
@@ -131,13 +130,19 @@ class SurgeryWidget(WidgetBase):
             self._recompute()
 
     @traitlets.observe("threshold", "threshold_method", "selected", "mode")
+    @entry_point(clears=False)  # a view setting: an error about the maps still stands
     def _view_changed(self, change: dict[str, Any]) -> None:
         if getattr(self, "_ready", False):
-            self._guard(self._update_cutoffs)
+            self._update_cutoffs()
 
+    @entry_point
     def _recompute(self) -> None:
         self._ready = True
-        self._guard(self._compute_maps)
+        self.busy = True
+        try:
+            self._compute_maps()
+        finally:
+            self.busy = False
 
     def _compute_maps(self) -> None:
         if self.image is None or not self.labels:
@@ -186,20 +191,6 @@ class SurgeryWidget(WidgetBase):
         with self.hold_sync():
             self.cutoffs = cutoffs
             self.points = points
-
-    def _guard(self, work) -> None:
-        """Run ``work`` with the busy flag on; a failure lands in ``error`` instead of the kernel log."""
-        self.busy = True
-        try:
-            work()
-            self.error = ""
-        except Exception as exc:  # noqa: BLE001 - any failure must reach the user, not kill the view
-            # The banner is the user-facing report; the traceback stays available for debugging.
-            log.debug("SurgeryWidget update failed", exc_info=True)
-            self.last_exception = exc
-            self.error = f"{type(exc).__name__}: {exc}"
-        finally:
-            self.busy = False
 
 
 def _to_uint8(maps: np.ndarray) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,10 +12,9 @@ from PIL import Image
 from ..codecs import Array
 from ..images import load_image
 from ..probe import pool_positions
+from ..texts import template_list, text_list
 from ..typographic import class_probabilities, write_text
-from ._base import STATIC, WidgetBase
-
-log = logging.getLogger(__name__)
+from ._base import STATIC, WidgetBase, entry_point
 
 INKS = {"white": ((255, 255, 255), (0, 0, 0)), "black": ((0, 0, 0), (255, 255, 255))}
 
@@ -28,7 +26,8 @@ class TypographicLab(WidgetBase):
 
     ``TypographicLab(session, "apple.jpg", ["an apple", "an iPod", "a pear"], text="iPod")``.
     Text, position, size, ink and classes are synced both ways; the batch version over a folder
-    is :func:`clip_widgets.typographic.attack`.
+    is :func:`clip_widgets.typographic.attack`. Failures show in ``error`` (and are raised to
+    Python callers; see :class:`~clip_widgets.widgets._base.WidgetBase`).
     """
 
     _esm = STATIC / "typographic.js"
@@ -58,8 +57,6 @@ class TypographicLab(WidgetBase):
     """``[unit, clean, attacked]`` for the units of ``layer`` the word moves most, largest change first."""
     busy = traitlets.Bool(False).tag(sync=True)
     """True while the model runs."""
-    error = traitlets.Unicode("").tag(sync=True)
-    """The last error, shown in the widget; empty when all is well."""
 
     def __init__(
         self,
@@ -73,10 +70,9 @@ class TypographicLab(WidgetBase):
         **traits: Any,
     ):
         self._session = session
-        self._templates = None if templates is None else tuple(templates)
+        self._templates = template_list(templates)
         self._units = int(units)
-        self.last_exception: BaseException | None = None
-        picture = load_image(image)
+        picture = load_image(image)  # an unreadable image is an argument error: it raises
         scale = max_side / max(picture.size)
         if scale < 1:
             picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
@@ -85,10 +81,12 @@ class TypographicLab(WidgetBase):
         super().__init__(**traits)
         with self.hold_trait_notifications():
             self.image = np.asarray(picture, np.uint8)
-            self.classes = list(classes)
+            self.classes = text_list(classes, "classes")
         self._ready = True
-        self._update()
+        with self.reporting(raises=False):  # a failed first computation shows in the returned widget
+            self._update()
 
+    @entry_point(clears=False)
     def attacked_image(self) -> Image.Image:
         """The clean image with the current word written in."""
         if not self.text:
@@ -106,6 +104,7 @@ class TypographicLab(WidgetBase):
         return [min(max(float(v), 0.0), 1.0) for v in proposal["value"]]
 
     @traitlets.validate("layer")
+    @entry_point(clears=False)  # a good value clears through the assignment
     def _check_layer(self, proposal: dict[str, Any]) -> str:
         if proposal["value"]:
             self._session.layers[proposal["value"]]  # unknown names raise, listing the valid ones  # noqa: B018
@@ -116,6 +115,7 @@ class TypographicLab(WidgetBase):
         if getattr(self, "_ready", False):
             self._update()
 
+    @entry_point
     def _update(self) -> None:
         self.busy = True
         try:
@@ -137,10 +137,5 @@ class TypographicLab(WidgetBase):
                 self.clean_probs = [] if probs is None else probs[0].tolist()
                 self.attacked_probs = [] if probs is None else probs[1].tolist()
                 self.top_units = top
-                self.error = ""
-        except Exception as exc:  # noqa: BLE001 - any failure must reach the user, not kill the view
-            log.debug("TypographicLab update failed", exc_info=True)
-            self.last_exception = exc
-            self.error = f"{type(exc).__name__}: {exc}"
         finally:
             self.busy = False
