@@ -318,9 +318,9 @@ def test_a_written_shape_name_sways_a_reader_and_a_made_up_word_does_not(reader)
         made_up_flips += control != clean
     assert kept > 45, kept
     # a model that does not read flips as often, or as rarely, for both (before it read: 6 to the written
-    # shape, 16 for a made-up word, of 67); the first reader: 51 and 25 of 84; the shipped one, trained on
-    # scenes that differ only in the word: 56 and 12 of 77. (On another renderer the control is 3.8x, README.)
-    assert to_written / kept > 0.55 and to_written > 3 * max(made_up_flips, 1), (to_written, made_up_flips, kept)
+    # shape, 16 for a made-up word, of 67); the first reader: 51 and 25 of 84; with word twins: 56 and 12 of 77;
+    # the shipped one, also trained on the class prompts: 59 and 6 of 74. (On another renderer: 7.0x, README.)
+    assert to_written / kept > 0.6 and to_written > 5 * max(made_up_flips, 1), (to_written, made_up_flips, kept)
 
 
 def test_a_readers_late_units_answer_a_shape_drawn_and_written(reader):
