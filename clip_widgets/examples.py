@@ -12,6 +12,8 @@ the number of images. Everything lives in an on-disk :class:`ExampleStore`:
 A killed job resumes from the last checkpoint: the sources file is cut back to the count the
 tables include, and the stream skips that many items, so nothing is lost or counted twice.
 Unreadable images are named (in a warning and in the store) and skipped.
+:func:`example_views` turns a unit's examples into pixels ready to draw: whole images, crops
+around the extreme and the unit's heat over both.
 """
 
 from __future__ import annotations
@@ -313,6 +315,65 @@ def collect_examples(
             save()
     result._load_state()
     return result
+
+
+@dataclass(frozen=True)
+class ExampleViews:
+    """A unit's dataset examples as pixels ready to draw (see :func:`example_views`).
+
+    The heat maps say how close the unit comes to its extreme at each point: 255 where it is
+    highest over all the examples (lowest, for bottom examples), 0 at the other end, so the maps
+    of different examples compare."""
+
+    examples: list[Example]
+    images: np.ndarray
+    """``(n, H, W, 3)`` uint8: each whole image as the model sees it (:func:`model_view`)."""
+    heat: np.ndarray
+    """``(n, rows, cols)`` uint8: the unit over the layer's grid of each image."""
+    boxes: np.ndarray
+    """``(n, 4)`` int: each crop's ``(left, top, right, bottom)`` in ``images`` (:func:`crop_box`)."""
+    crops: np.ndarray
+    """``(n, size, size, 3)`` uint8: the part of each image around the unit's extreme."""
+    crop_heat: np.ndarray
+    """``(n, size, size)`` uint8: ``heat`` under each crop, pixel for pixel."""
+
+
+def example_views(
+    session: Any,
+    store: ExampleStore,
+    layer: str,
+    unit: int,
+    *,
+    which: str = "top",
+    count: int = 8,
+    size: int = 128,
+    images: Sequence[Any] | None = None,
+    scale: float = 2.0,
+) -> ExampleViews:
+    """The unit's first ``count`` ``which`` (``"top"`` or ``"bottom"``) examples in ``store``:
+    whole images, crops of ``size`` px around the extreme (``scale`` grid cells wide) and the
+    unit's heat over both. ``images``: the sequence the store was collected from, for in-memory
+    items (see :meth:`ExampleStore.image`)."""
+    found = store.examples(layer, unit, which)[: max(0, count)]
+    views = [model_view(session, store.image(e, images)) for e in found]
+    if not views:
+        empty = np.zeros((0, size, size), np.uint8)
+        return ExampleViews([], np.zeros((0, 1, 1, 3), np.uint8), np.zeros((0, 1, 1), np.uint8),
+                            np.zeros((0, 4), int), np.zeros((0, size, size, 3), np.uint8), empty)  # fmt: skip
+    maps = unit_maps(session, layer, unit, views)
+    low, high = float(maps.min()), float(maps.max())
+    closeness = (maps - low) / max(high - low, 1e-8)
+    heat = np.rint((1 - closeness if which == "bottom" else closeness) * 255).astype(np.uint8)
+    boxes, crops, crop_heat = [], [], []
+    for view, example, grid_heat in zip(views, found, heat, strict=True):
+        box = crop_box(view.size, example, scale)
+        boxes.append(box)
+        crops.append(np.asarray(view.crop(box).resize((size, size)), np.uint8))
+        # nearest-neighbour keeps each grid cell a sharp square, as the layer sees it
+        cells = Image.fromarray(grid_heat).resize(view.size, resample=Image.Resampling.NEAREST)
+        crop_heat.append(np.asarray(cells.crop(box).resize((size, size), resample=Image.Resampling.NEAREST)))
+    return ExampleViews(found, np.stack([np.asarray(v, np.uint8) for v in views]), heat, np.array(boxes, int),
+                        np.stack(crops), np.stack(crop_heat))  # fmt: skip
 
 
 def unit_maps(session: Any, layer: str, unit: int, images: list[Any]) -> np.ndarray:

@@ -4,6 +4,7 @@
     path = sparse_probe(features, labels, classes)     # L1 logistic regression along a path of C
     path.accuracy, path.neurons                        # held-out accuracy vs neurons used, sparse to dense
     path.top_neurons("cat", step=2)                    # [(unit, weight), ...] of one class at one step
+    path.strongest_neurons("cat", step=2)              # the same with the neurons that push against it
 
 Features are standardized before fitting, so weights compare across neurons.
 """
@@ -60,6 +61,16 @@ class ProbePath:
         weights = self.coefs[step][self.classes.index(class_name)]
         order = [int(i) for i in np.argsort(-weights)[:k] if weights[i] > 0]
         return [(i, float(weights[i])) for i in order]
+
+    def strongest_neurons(self, class_name: str, step: int = -1, k: int = 10) -> list[tuple[int, float]]:
+        """The ``k`` neurons with the largest weights in magnitude for ``class_name`` at path step
+        ``step``, those that push towards the class (positive) and those that push away from it
+        (negative), from the largest weight to the most negative; zero weights are left out."""
+        if class_name not in self.classes:
+            raise KeyError(f"unknown class {class_name!r}; the probe has {self.classes}")
+        weights = self.coefs[step][self.classes.index(class_name)]
+        strongest = [int(i) for i in np.argsort(-np.abs(weights), kind="stable")[:k] if weights[i] != 0]
+        return [(i, float(weights[i])) for i in sorted(strongest, key=lambda i: -weights[i])]
 
 
 def sparse_probe(

@@ -136,18 +136,34 @@ def rank_words_by_embedding(
     return [_ranked(words, scores[:, j]) for j in range(len(units))]
 
 
+EMBEDDING_LAYERS = ("ln_post", "attnpool")
+"""Layers that map linearly into the joint embedding space (see :func:`unit_directions`)."""
+
+QUERY_SCORES = {
+    "embedding": "cosine of the query's text embedding with each unit's direction",
+    "image": "each unit's activation on the query written in an image",
+}
+"""What the scores of :func:`units_for_text` are, by :func:`text_query_method`."""
+
+
+def text_query_method(layer: str) -> str:
+    """How :func:`units_for_text` scores the units of ``layer``: ``"embedding"`` for layers that
+    map into the embedding space, else ``"image"`` (see :data:`QUERY_SCORES`)."""
+    return "embedding" if layer in EMBEDDING_LAYERS else "image"
+
+
 def units_for_text(session: Any, layer: str, query: str, top: int = 10) -> list[tuple[int, float]]:
     """The units of ``layer`` a text query excites most, best first: by the query's text
     embedding along each unit's direction where the layer maps into the embedding space, else
-    by each unit's response to the query written into an image."""
+    by each unit's response to the query written in an image (see :func:`text_query_method`)."""
     query = str(query).strip()
     if not query:
         raise ValueError("the query is empty")
     units = range(session.layers[layer].units)
-    try:
+    if text_query_method(layer) == "embedding":
         directions = F.normalize(unit_directions(session, layer, units), dim=-1)
         scores = directions @ session.encode_text([query]).float().cpu()[0]
-    except UnsupportedModelError:
+    else:
         images = [word_image(query, int(session.image_size[0]), ink=i, paper=p) for i, p in ((20, 235), (235, 20))]
         with torch.no_grad():
             captured, _ = session.layers.forward(session.preprocess(images), layer)

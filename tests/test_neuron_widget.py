@@ -8,11 +8,11 @@ import pytest
 import torch
 import traitlets
 
-from clip_widgets.examples import collect_examples, model_view, unit_maps
+from clip_widgets.examples import collect_examples, crop_box, example_views, model_view, unit_maps
 from clip_widgets.featvis import evaluate
 from clip_widgets.featvis import objectives as obj
 from clip_widgets.featvis.param import PhaseImage
-from clip_widgets.textprobe import units_for_text
+from clip_widgets.textprobe import QUERY_SCORES, rank_words_by_image, units_for_text
 from clip_widgets.widgets import NeuronExplorer
 from clip_widgets.world import draw_scene
 
@@ -50,8 +50,18 @@ def test_shows_visualization_examples_and_words(explorer, vit_session, store):
     top = store.examples("blocks.1", 3)[:3]
     assert explorer.example_sources == [e.source for e in top]
     assert explorer.example_values == pytest.approx([e.value for e in top])
-    assert explorer.examples.shape[0] == 3 and explorer.examples.dtype == np.uint8
+    assert explorer.examples.shape == (3, 128, 128, 3) and explorer.examples.dtype == np.uint8
     assert explorer.example_maps.shape == explorer.examples.shape[:3]
+    assert explorer.examples_of == ["blocks.1", 3]
+    # the whole images, their heat over the layer's grid and the crops' boxes, as example_views gives them
+    views = example_views(vit_session, store, "blocks.1", 3, count=3)
+    np.testing.assert_array_equal(explorer.examples, views.crops)
+    np.testing.assert_array_equal(explorer.example_maps, views.crop_heat)
+    np.testing.assert_array_equal(explorer.example_images, views.images)
+    np.testing.assert_array_equal(explorer.example_image_maps, views.heat)
+    assert explorer.example_images.shape == (3, *vit_session.image_size, 3)
+    assert explorer.example_image_maps.shape == (3, *store.meta["grids"]["blocks.1"])
+    assert explorer.example_boxes == [list(crop_box(vit_session.image_size[::-1], e)) for e in top]
     # the overlay is brightest where the unit's map peaks: its maximum sits in the crop's centre cell
     maps = unit_maps(vit_session, "blocks.1", 3, [model_view(vit_session, e.source) for e in top])
     assert np.isclose(maps[0].max(), top[0].value, rtol=1e-4)
@@ -62,6 +72,34 @@ def test_shows_visualization_examples_and_words(explorer, vit_session, store):
     assert len(explorer.top_words) == 8 and all(isinstance(w, str) for w, _ in explorer.top_words)
     scores = [s for _, s in explorer.top_words]
     assert scores == sorted(scores, reverse=True)
+    # the bars' baseline: the mean over the whole vocabulary, below the top words' scores
+    (ranked,) = rank_words_by_image(vit_session, "blocks.1", [3], explorer._vocabulary, progress=False)
+    assert explorer.word_baseline == pytest.approx(float(np.mean(ranked.scores)), rel=1e-5)
+    assert explorer.word_baseline < scores[0]
+    assert explorer.visualization_of == ["blocks.1", 3]
+
+
+def test_bottom_examples_are_the_stores_bottom_k(explorer, vit_session, store):
+    top_images = explorer.examples.copy()
+    explorer.example_set = "bottom"
+    bottom = store.examples("blocks.1", 3, "bottom")[:3]
+    assert explorer.example_sources == [e.source for e in bottom]
+    assert explorer.example_values == pytest.approx([e.value for e in bottom])
+    views = example_views(vit_session, store, "blocks.1", 3, which="bottom", count=3)
+    np.testing.assert_array_equal(explorer.examples, views.crops)
+    np.testing.assert_array_equal(explorer.example_image_maps, views.heat)
+    assert not np.array_equal(explorer.examples, top_images)
+    # bottom heat is highest where the unit is lowest: at the bottom example's own minimum
+    maps = unit_maps(vit_session, "blocks.1", 3, [model_view(vit_session, e.source) for e in bottom])
+    row, col = bottom[0].position
+    assert maps[0].min() == pytest.approx(bottom[0].value, rel=1e-4)
+    assert explorer.example_image_maps[0, row, col] == explorer.example_image_maps[0].max()
+    explorer.unit = 4  # the choice holds for the next unit
+    explorer.wait(60)
+    assert explorer.example_sources == [e.source for e in store.examples("blocks.1", 4, "bottom")[:3]]
+    with pytest.raises(traitlets.TraitError):
+        explorer.example_set = "middle"
+    assert explorer.example_set == "bottom" and "middle" in explorer.error
 
 
 def test_selection_changes_recompute(explorer, vit_session):
@@ -70,19 +108,49 @@ def test_selection_changes_recompute(explorer, vit_session):
     explorer.wait(60)
     assert explorer.example_values[0] == pytest.approx(explorer._store.examples("blocks.1", 5)[0].value)
     assert not np.array_equal(explorer.visualization, before)
+    assert explorer.visualization_of == ["blocks.1", 5]
     explorer.layer = "blocks.0"
     explorer.wait(60)
     assert explorer.examples is None and explorer.example_values == []  # no examples collected there
-    explorer.unit = 10_000
+    assert explorer.example_images is None and explorer.example_boxes == []
+    assert explorer.examples_of == explorer.visualization_of == ["blocks.0", 5]
+
+
+def test_a_unit_outside_the_layer_is_refused_naming_the_valid_range(explorer, vit_session, monkeypatch):
+    count = vit_session.layers["blocks.1"].units
+    valid = f"valid units are 0 to {count - 1}"
+    for bad in (9999, count, -1):
+        with pytest.raises(IndexError, match=f"unit {bad} out of range for layer 'blocks.1': {valid}"):
+            explorer.unit = bad
+        assert explorer.unit == 3 and valid in explorer.error
+    resent = []
+    monkeypatch.setattr(explorer, "send_state", lambda key=None: resent.append(key))
+    explorer.set_state({"unit": 9999})  # as the browser sends a typed number: no exception escapes
+    assert explorer.error == f"IndexError: unit 9999 out of range for layer 'blocks.1': {valid}"
+    assert explorer.unit == 3 and ["unit"] in resent
+    explorer.set_state({"unit": 2})
     explorer.wait(60)
-    assert explorer.unit == explorer.unit_count - 1
+    assert explorer.error == "" and explorer.unit == 2
+    with pytest.raises(IndexError, match="valid units are 0 to"):
+        NeuronExplorer(vit_session, "blocks.1", 9999)
 
 
 def test_text_query_finds_units(explorer, vit_session):
     explorer.query = "red star"
     expected = units_for_text(vit_session, "blocks.1", "red star")
-    assert explorer.query_results == [[u, s] for u, s in expected]
+    assert explorer.query_results == [[u, s] for u, s in expected]  # the chips' units and scores
+    assert "blocks.1" in explorer.query_heading and "red star" in explorer.query_heading
+    assert QUERY_SCORES["image"] in explorer.query_heading  # blocks.1 does not map into the embedding
+    # a layer switch recomputes the chips for the new layer: no unit of the old one stays
+    explorer.layer = "ln_post"
+    explorer.wait(60)
+    by_embedding = units_for_text(vit_session, "ln_post", "red star")
+    assert explorer.query_results == [[u, s] for u, s in by_embedding] != [[u, s] for u, s in expected]
+    assert "ln_post" in explorer.query_heading and QUERY_SCORES["embedding"] in explorer.query_heading
     explorer.query = "  "
+    assert explorer.query_results == [] and explorer.query_heading == ""
+    explorer.layer = "blocks.1"
+    explorer.wait(60)
     assert explorer.query_results == []
 
 
@@ -112,9 +180,9 @@ def test_bad_input_stays_in_the_widget(explorer, vit_session):
 
 
 def test_refused_values_show_in_the_widget_from_python_and_from_the_browser(explorer, vit_session, monkeypatch):
-    with pytest.raises(traitlets.TraitError, match="less than 0"):
+    with pytest.raises(IndexError, match="valid units are 0 to"):
         explorer.unit = -1
-    assert "less than 0" in explorer.error and explorer.unit == 3
+    assert "valid units are 0 to" in explorer.error and explorer.unit == 3
     explorer.unit = 2  # a good value clears the error and shows the unit
     explorer.wait(60)
     assert explorer.error == "" and explorer.example_values[0] == pytest.approx(
@@ -136,3 +204,22 @@ def test_a_bare_string_vocabulary_is_one_word(vit_session):
     explorer.wait(60)
     assert [word for word, _ in explorer.top_words] == ["red star"]
     explorer.close()
+
+
+def test_the_lab_gives_its_explorer_examples_of_world_scenes(vit_session):
+    from clip_widgets import Lab
+    from clip_widgets.world import draw_scene
+
+    lab = Lab(vit_session, draw_scene(2, size=64).image, ["a red circle", "a blue star"], explorer_layer="blocks.1",
+              steps=1, facets=1, vocabulary=["red"], example_count=4)  # fmt: skip
+    lab.explorer.wait(60)
+    explorer = lab.explorer
+    assert explorer.error == "" and explorer.examples is not None and explorer.examples.shape[0] == 4
+    store = explorer._store
+    assert set(store.layers) == set(explorer.layer_names)  # every layer the tab can show has examples
+    assert explorer.example_values == pytest.approx([e.value for e in store.examples("blocks.1", 0)[:4]])
+    scene = draw_scene(store.examples("blocks.1", 0)[0].index, size=vit_session.image_size[0]).image
+    np.testing.assert_array_equal(explorer.example_images[0], np.asarray(model_view(vit_session, scene)))
+    explorer.layer = "blocks.0"
+    explorer.wait(60)
+    assert explorer.examples is not None

@@ -7,9 +7,10 @@ from typing import Any
 
 import ipywidgets
 
+from ..scene_examples import scene_examples
 from ..texts import text_list
 from .atlas import AtlasWidget
-from .neuron import NeuronExplorer
+from .neuron import NeuronExplorer, explorable_layers
 from .probe import ProbeExplorer
 from .surgery import SurgeryWidget
 from .typographic import TypographicLab
@@ -17,8 +18,9 @@ from .typographic import TypographicLab
 
 class Lab(ipywidgets.Tab):
     """One model, every view: CLIP Surgery on ``image`` with ``labels``, the NeuronExplorer
-    (with dataset ``examples`` when given), the typographic lab on the same image, and, when
-    given, an activation ``atlas`` and a sparse ``probe`` path over ``probe_layer`` whose
+    (with dataset ``examples`` when given, else examples of a few drawn world scenes from
+    :func:`~clip_widgets.scene_examples.scene_examples`), the typographic lab on the same image,
+    and, when given, an activation ``atlas`` and a sparse ``probe`` path over ``probe_layer`` whose
     neurons open in the explorer tab. Each view stays reachable as an attribute (``lab.surgery``,
     ``lab.explorer``, ``lab.typographic``, ``lab.atlas``, ``lab.probe``). The Lab holds no state
     of its own: a failure shows in the view it happened in (each view's ``error``)."""
@@ -39,6 +41,8 @@ class Lab(ipywidgets.Tab):
     ):
         labels = text_list(labels)
         self.surgery = SurgeryWidget(session, image, labels)
+        if examples is None and "images" not in explorer_kw:  # so the Neurons tab has examples to show
+            examples, explorer_kw["images"] = scene_examples(session, explorable_layers(session))
         self.explorer = NeuronExplorer(session, explorer_layer or probe_layer, examples=examples, **explorer_kw)
         self.typographic = TypographicLab(session, image, labels, text=typographic_text)
         views: list[tuple[str, ipywidgets.Widget]] = [

@@ -8,15 +8,20 @@ from typing import Any
 
 import numpy as np
 import traitlets
-from PIL import Image
 
 from ..codecs import Array
-from ..examples import ExampleStore, crop_box, model_view, unit_maps
+from ..examples import ExampleStore, example_views
 from ..featvis import objectives as obj
 from ..featvis import render
-from ..textprobe import rank_words_by_image, units_for_text
+from ..textprobe import QUERY_SCORES, rank_words_by_image, text_query_method, units_for_text
 from ..texts import text_list
 from ._base import STATIC, WidgetBase, entry_point
+
+
+def explorable_layers(session: Any) -> list[str]:
+    """The layers a NeuronExplorer can show (those with units), in forward order."""
+    return [n for n in session.layers.names if session.layers[n].kind in ("conv", "tokens", "vector")]
+
 
 DEFAULT_VOCABULARY = (
     "red", "green", "blue", "yellow", "purple", "orange", "circle", "square", "triangle", "cross", "star",
@@ -26,12 +31,15 @@ DEFAULT_VOCABULARY = (
 
 class NeuronExplorer(WidgetBase):
     """Pick a layer and unit (or jump there from a text query) and see what drives it: its
-    feature visualization (frames stream in while it optimizes), a few diverse facets, its
-    dataset examples with crops and an activation overlay, and the words that excite it.
+    feature visualization (frames stream in while it optimizes), a few diverse facets, its top
+    or bottom dataset examples with crops, an activation overlay and the whole image, and the
+    words that excite it.
 
     ``NeuronExplorer(session, examples="runs/examples")`` with an :class:`ExampleStore` (or its
     directory) from :func:`clip_widgets.examples.collect_examples`; without one, the examples
     panel stays empty. Examples collected from an in-memory iterable need it again as ``images``.
+    Until a new unit's visualization arrives, ``visualization_of`` still names the old one, and
+    the view marks it stale. A unit outside the layer is refused with the valid range.
     Layer, unit and query are synced both ways; the arrow keys move between
     units (left/right) and layers (up/down) when the widget has the focus. Visualizations run in
     a background thread, so the notebook stays responsive; ``wait()`` blocks until it is done.
@@ -46,29 +54,49 @@ class NeuronExplorer(WidgetBase):
     """The layers that can be explored, in forward order."""
     layer = traitlets.Unicode().tag(sync=True)
     """The layer shown."""
-    unit = traitlets.Int(0, min=0).tag(sync=True)
-    """The unit shown (channel of a feature map, dimension of a token)."""
+    unit = traitlets.Int(0).tag(sync=True)
+    """The unit shown (channel of a feature map, dimension of a token): 0 to ``unit_count - 1``."""
     unit_count = traitlets.Int(0).tag(sync=True)
     """How many units ``layer`` has."""
     visualization = Array(dtype="uint8", ndim=4).tag(sync=True)
     """Feature visualizations of the unit, (facets, H, W, 3) uint8: diverse images that all
     maximize it; updated with intermediate frames while optimizing."""
+    visualization_of = traitlets.List().tag(sync=True)
+    """``[layer, unit]`` that ``visualization`` shows; empty before the first frame."""
     progress = traitlets.Float(0.0, min=0.0, max=1.0).tag(sync=True)
     """Progress of the running visualization, 0 to 1."""
+    example_set = traitlets.Enum(("top", "bottom"), "top").tag(sync=True)
+    """Which dataset examples to show: ``"top"`` (the images that excite the unit most) or
+    ``"bottom"`` (least)."""
+    heat_overlay = traitlets.Bool(True).tag(sync=True)
+    """Whether the crops show the unit's heat over them."""
     examples = Array(dtype="uint8", ndim=4).tag(sync=True)
-    """Crops of the unit's top dataset examples around their maximum, (k, S, S, 3) uint8."""
+    """Crops of the unit's dataset examples around their extreme, (k, S, S, 3) uint8."""
     example_maps = Array(dtype="uint8", ndim=3).tag(sync=True)
-    """The unit's activation over each crop, (k, h, w) uint8 (0 = lowest, 255 = highest over all k)."""
+    """The unit's heat over each crop, (k, S, S) uint8 (see :class:`~clip_widgets.examples.ExampleViews`)."""
+    example_images = Array(dtype="uint8", ndim=4).tag(sync=True)
+    """Each example's whole image as the model sees it, (k, H, W, 3) uint8."""
+    example_image_maps = Array(dtype="uint8", ndim=3).tag(sync=True)
+    """The unit's heat over each whole image's layer grid, (k, rows, cols) uint8."""
+    example_boxes = traitlets.List().tag(sync=True)
+    """Each crop's ``[left, top, right, bottom]`` in its whole image."""
     example_values = traitlets.List(traitlets.Float()).tag(sync=True)
-    """The unit's maximum activation on each example."""
+    """The unit's extreme on each example: its maximum (top) or minimum (bottom)."""
     example_sources = traitlets.List(traitlets.Unicode()).tag(sync=True)
     """Where each example came from (file path or item number)."""
+    examples_of = traitlets.List().tag(sync=True)
+    """``[layer, unit]`` that the examples and top words show."""
     top_words = traitlets.List().tag(sync=True)
     """``[word, score]`` pairs: the vocabulary words that excite the unit most when written in an image."""
+    word_baseline = traitlets.Float(0.0).tag(sync=True)
+    """The unit's mean score over the whole vocabulary: where the top-word bars start."""
     query = traitlets.Unicode("").tag(sync=True)
-    """A text query; setting it fills ``query_results`` with the units of ``layer`` it excites most."""
+    """A text query; setting it fills ``query_results`` with the units of ``layer`` it excites
+    most (recomputed when the layer changes)."""
     query_results = traitlets.List().tag(sync=True)
     """``[unit, score]`` pairs for ``query``, best first."""
+    query_heading = traitlets.Unicode("").tag(sync=True)
+    """What ``query_results`` are: the layer, the query and what the scores measure."""
     busy = traitlets.Bool(False).tag(sync=True)
     """True while a visualization is being optimized."""
 
@@ -85,6 +113,8 @@ class NeuronExplorer(WidgetBase):
         steps: int = 96,
         diversity: float = 0.05,
         example_count: int = 8,
+        example_size: int = 128,
+        word_count: int = 8,
         **traits: Any,
     ):
         self._session = session
@@ -92,11 +122,12 @@ class NeuronExplorer(WidgetBase):
         self._images = images
         self._vocabulary = text_list(vocabulary, "vocabulary")
         self._facets, self._steps, self._diversity = int(facets), int(steps), float(diversity)
-        self._example_count = int(example_count)
+        self._example_count, self._example_size = int(example_count), int(example_size)
+        self._word_count = int(word_count)
         self._generation = 0
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
-        names = [n for n in session.layers.names if session.layers[n].kind in ("conv", "tokens", "vector")]
+        names = explorable_layers(session)
         super().__init__(**traits)
         with self.hold_trait_notifications():
             self.layer_names = names
@@ -122,18 +153,44 @@ class NeuronExplorer(WidgetBase):
         self._session.layers[proposal["value"]]  # unknown names raise, listing the valid ones  # noqa: B018
         return proposal["value"]
 
+    @traitlets.validate("unit")
+    @entry_point(clears=False)  # a good value clears through the assignment
+    def _check_unit(self, proposal: dict[str, Any]) -> int:
+        unit, count = proposal["value"], self._session.layers[self.layer].units
+        if not 0 <= unit < count:
+            raise IndexError(f"unit {unit} out of range for layer {self.layer!r}: valid units are 0 to {count - 1}")
+        return unit
+
     @traitlets.observe("layer", "unit")
     def _selection_changed(self, change: dict[str, Any]) -> None:
         if getattr(self, "_ready", False):
             self._show()
+            if change["name"] == "layer":
+                # the chips name units of the layer shown; a success leaves ``error`` alone, as it
+                # may already be about the visualization just started
+                with self.reporting(clears=False):
+                    self._find_units()
 
     @traitlets.observe("query")
     @entry_point
     def _query_changed(self, change: dict[str, Any]) -> None:
-        if not change["new"].strip():
-            self.query_results = []
-            return
-        self.query_results = [[u, s] for u, s in units_for_text(self._session, self.layer, change["new"])]
+        self._find_units()
+
+    def _find_units(self) -> None:
+        query = self.query.strip()
+        with self.hold_sync():
+            if not query:
+                self.query_results, self.query_heading = [], ""
+                return
+            self.query_results = [[u, s] for u, s in units_for_text(self._session, self.layer, query)]
+            how = QUERY_SCORES[text_query_method(self.layer)]
+            self.query_heading = f"units of {self.layer} for \u201c{query}\u201d, by {how}"
+
+    @traitlets.observe("example_set")
+    @entry_point
+    def _example_set_changed(self, change: dict[str, Any]) -> None:
+        if getattr(self, "_ready", False) and self.unit < self.unit_count:
+            self._show_examples()
 
     # -- work ---------------------------------------------------------------------------------
 
@@ -146,42 +203,40 @@ class NeuronExplorer(WidgetBase):
                 self._show_examples()
                 self._show_words()
         # both outside the block, so its clearing of ``error`` cannot wipe a failure of the new run
-        if clamped:
+        if clamped:  # a layer with fewer units: its last one
             self.unit = count - 1  # re-enters _show through the observer
         else:
             self._start_visualization()
 
     def _show_examples(self) -> None:
         store = self._store
-        if store is None or self.layer not in store.layers:
-            with self.hold_sync():
-                self.examples = self.example_maps = None
-                self.example_values, self.example_sources = [], []
-            return
-        found = store.examples(self.layer, self.unit)[: self._example_count]
-        views = [model_view(self._session, store.image(e, self._images)) for e in found]
-        maps = unit_maps(self._session, self.layer, self.unit, views)
-        side = max(16, views[0].width // 2) if views else 16
-        crops, overlays = [], []
-        low, high = (float(maps.min()), float(maps.max())) if len(maps) else (0.0, 1.0)
-        for view, example, grid_map in zip(views, found, maps, strict=True):
-            box = crop_box(view.size, example)
-            crops.append(np.asarray(view.crop(box).resize((side, side)), np.uint8))
-            # the map cells under the crop, scaled over all examples so their values compare
-            heat = _gray((grid_map - low) / max(high - low, 1e-8)).resize(view.size, resample=Image.Resampling.NEAREST)
-            overlays.append(np.asarray(heat.crop(box).resize((side, side), resample=Image.Resampling.NEAREST)))
         with self.hold_sync():
-            self.examples = np.stack(crops) if crops else None
-            self.example_maps = np.stack(overlays) if overlays else None
-            self.example_values = [e.value for e in found]
-            self.example_sources = [e.source for e in found]
+            if store is None or self.layer not in store.layers:
+                self.examples = self.example_maps = self.example_images = self.example_image_maps = None
+                self.example_boxes, self.example_values, self.example_sources = [], [], []
+            else:
+                views = example_views(
+                    self._session, store, self.layer, self.unit,
+                    which=self.example_set, count=self._example_count, size=self._example_size, images=self._images,
+                )  # fmt: skip
+                shown = len(views.examples) > 0
+                self.examples = views.crops if shown else None
+                self.example_maps = views.crop_heat if shown else None
+                self.example_images = views.images if shown else None
+                self.example_image_maps = views.heat if shown else None
+                self.example_boxes = views.boxes.tolist()
+                self.example_values = [e.value for e in views.examples]
+                self.example_sources = [e.source for e in views.examples]
+            self.examples_of = [self.layer, self.unit]
 
     def _show_words(self) -> None:
         if not self._vocabulary:
-            self.top_words = []
+            self.top_words, self.word_baseline = [], 0.0
             return
         (ranked,) = rank_words_by_image(self._session, self.layer, [self.unit], self._vocabulary, progress=False)
-        self.top_words = [[w, s] for w, s in ranked.top(8)]
+        with self.hold_sync():
+            self.top_words = [[w, s] for w, s in ranked.top(self._word_count)]
+            self.word_baseline = float(np.mean(ranked.scores))
 
     def _start_visualization(self) -> None:
         with self._lock:
@@ -196,10 +251,12 @@ class NeuronExplorer(WidgetBase):
             return generation != self._generation
 
         def frame(step: int, images: np.ndarray, scores: np.ndarray) -> None:
-            if not stale():
-                with self.hold_sync():
-                    self.visualization = images
-                    self.progress = step / max(self._steps, 1)
+            with self._lock:  # a new selection cannot slip between the check and the frame
+                if not stale():
+                    with self.hold_sync():
+                        self.visualization = images
+                        self.visualization_of = [layer, unit]
+                        self.progress = step / max(self._steps, 1)
 
         def work() -> None:
             try:
@@ -216,7 +273,3 @@ class NeuronExplorer(WidgetBase):
         self.progress = 0.0
         self._worker = threading.Thread(target=work, name="clip-widgets-featvis", daemon=True)
         self._worker.start()
-
-
-def _gray(values: np.ndarray) -> Image.Image:
-    return Image.fromarray(np.clip(np.rint(values * 255), 0, 255).astype(np.uint8))

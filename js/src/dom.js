@@ -15,13 +15,16 @@ export function h(tag, props = {}, children = []) {
   return node;
 }
 
-/** Diverging bars for scores (see `signedBars`): a track with a tick at zero, one bar each. */
-export function scoreBars(scores, trackWidth = 72) {
-  return signedBars(scores).map(({ left, width, zero }, i) =>
+/**
+ * Diverging bars for scores: a track with a tick at zero, one bar each. `bars` is the layout
+ * (`{left, width, zero}` fractions, by default `signedBars`); a bar left of the tick is negative.
+ */
+export function scoreBars(scores, trackWidth = 72, bars = signedBars(scores)) {
+  return bars.map(({ left, width, zero }) =>
     h("span", { class: "cw-track", style: `width: ${trackWidth}px` }, [
       h("span", { class: "cw-zero", style: `left: ${Math.round(zero * trackWidth)}px` }),
       h("span", {
-        class: `cw-bar${scores[i] < 0 ? " cw-negative" : ""}`,
+        class: `cw-bar${left < zero ? " cw-negative" : ""}`,
         style: `left: ${Math.round(left * trackWidth)}px; width: ${Math.max(1, Math.round(width * trackWidth))}px`,
       }),
     ]),

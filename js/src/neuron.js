@@ -1,24 +1,29 @@
 // NeuronExplorer front end: layer and unit pickers, the feature visualization and its facets,
-// dataset examples with an activation overlay, the top words and a text query. Python computes
-// everything; this module draws the synced state and sends the selection back.
+// dataset examples (neuron_examples.js), the top words and a text query. Python computes
+// everything; this module draws the synced state and sends the selection back. What still shows
+// an earlier unit (until Python's answer arrives) is dimmed and marked busy.
 import "./neuron.css";
 import { decodeArray } from "./codecs.js";
-import { colormapLUT } from "./colormap.js";
 import { h, scoreBars } from "./dom.js";
-import { imageRGBA, overlayRGBA } from "./render.js";
+import { examplesPanel, paintRGB } from "./neuron_examples.js";
+import { baselineBars, formatScore, showsSelection } from "./neuron_layout.js";
 import { debouncedSaver } from "./sync.js";
 import { parseUnit, stepLayer, stepUnit } from "./units.js";
 
 const NAV_DEBOUNCE_MS = 150;
+const WORD_TRACK_PX = 110;
 
-/** Put slice `index` of a decoded (n, H, W, 3) uint8 array on a canvas. */
-function paintRGB(canvas, array, index) {
-  const [, height, width] = array.shape;
-  const size = height * width * 3;
-  canvas.width = width;
-  canvas.height = height;
-  const rgb = array.data.subarray(index * size, (index + 1) * size);
-  canvas.getContext("2d").putImageData(new ImageData(imageRGBA(rgb, width, height), width, height), 0, 0);
+/** `draw` run once after a burst of changes: Python sends the example traits together. */
+function coalesced(draw) {
+  let queued = false;
+  return () => {
+    if (queued) return;
+    queued = true;
+    queueMicrotask(() => {
+      queued = false;
+      draw();
+    });
+  };
 }
 
 function render({ model, el }) {
@@ -32,7 +37,9 @@ function render({ model, el }) {
   const previous = h("button", { class: "cw-prev", type: "button", text: "◀", title: "previous unit (←)" });
   const next = h("button", { class: "cw-next", type: "button", text: "▶", title: "next unit (→)" });
   const queryInput = h("input", { class: "cw-query", type: "search", placeholder: "text query: find units, Enter" });
-  const queryResults = h("div", { class: "cw-query-results" });
+  const queryHeading = h("div", { class: "cw-query-heading" });
+  const queryChips = h("div", { class: "cw-query-chips" });
+  const queryResults = h("div", { class: "cw-query-results" }, [queryHeading, queryChips]);
   const header = h("div", { class: "cw-header" }, [
     h("label", { class: "cw-control" }, [h("span", { text: "layer" }), layerSelect]),
     h("label", { class: "cw-control" }, [h("span", { text: "unit" }), unitInput, unitCount]),
@@ -42,20 +49,20 @@ function render({ model, el }) {
   ]);
 
   const main = h("canvas", { class: "cw-featvis", width: 1, height: 1 });
+  const busyLabel = h("span", { class: "cw-busy-label" });
+  const stage = h("div", { class: "cw-featvis-stage" }, [main, h("div", { class: "cw-busy", role: "status" }, [h("span", { class: "cw-spinner" }), busyLabel])]);
   const facets = h("div", { class: "cw-facets" });
   const progress = h("progress", { class: "cw-progress", max: "1", value: "0" });
-  const examples = h("div", { class: "cw-examples" });
+  const progressText = h("span", { class: "cw-progress-text" });
+  const examples = examplesPanel(model);
   const words = h("ol", { class: "cw-words" });
-  el.replaceChildren(
-    errorBanner,
-    header,
-    queryResults,
-    h("div", { class: "cw-body" }, [
-      h("section", { class: "cw-panel" }, [h("h4", { text: "feature visualization" }), main, progress, facets]),
-      h("section", { class: "cw-panel" }, [h("h4", { text: "dataset examples" }), examples]),
-      h("section", { class: "cw-panel" }, [h("h4", { text: "top words" }), words]),
-    ]),
-  );
+  const wordsNote = h("p", { class: "cw-words-note" });
+  const visualizationPanel = h("section", { class: "cw-panel cw-visualization-panel" }, [
+    h("h4", { text: "feature visualization" }), stage, progress, progressText, facets,
+  ]);
+  const examplesSection = h("section", { class: "cw-panel cw-examples-section" }, [h("h4", { text: "dataset examples" }), examples.element]);
+  const wordsPanel = h("section", { class: "cw-panel cw-words-panel" }, [h("h4", { text: "top words" }), words, wordsNote]);
+  el.replaceChildren(errorBanner, header, queryResults, h("div", { class: "cw-body" }, [visualizationPanel, examplesSection, wordsPanel]));
 
   const save = debouncedSaver(model, NAV_DEBOUNCE_MS);
   // The unit shown right away while Python has not caught up yet.
@@ -69,6 +76,7 @@ function render({ model, el }) {
     pendingUnit = unit;
     unitInput.value = String(unit);
     save("unit", unit);
+    drawStale();
   }
 
   function setLayer(layer) {
@@ -77,6 +85,19 @@ function render({ model, el }) {
     pendingUnit = null;
     model.set("layer", layer);
     model.save_changes();
+  }
+
+  // What shows an earlier selection than the one picked is dimmed, with a busy cue, until
+  // Python's answer for the new one arrives.
+  function drawStale() {
+    const layer = model.get("layer");
+    const unit = currentUnit();
+    const staleVisualization = !showsSelection(model.get("visualization_of"), layer, unit);
+    visualizationPanel.classList.toggle("cw-stale", staleVisualization);
+    busyLabel.textContent = staleVisualization ? `rendering unit ${unit}…` : "";
+    const staleDetails = !showsSelection(model.get("examples_of"), layer, unit);
+    examplesSection.classList.toggle("cw-stale", staleDetails);
+    wordsPanel.classList.toggle("cw-stale", staleDetails);
   }
 
   function showError() {
@@ -94,7 +115,8 @@ function render({ model, el }) {
     const count = model.get("unit_count");
     unitInput.max = String(Math.max(0, count - 1));
     if (el.ownerDocument.activeElement !== unitInput) unitInput.value = String(currentUnit());
-    unitCount.textContent = `of ${count}`;
+    unitCount.textContent = `of ${count} (0 to ${Math.max(0, count - 1)})`;
+    drawStale();
   }
 
   function drawVisualization() {
@@ -112,42 +134,12 @@ function render({ model, el }) {
     }
   }
 
-  function drawExamples() {
-    const crops = decodeArray(model.get("examples"));
-    const maps = decodeArray(model.get("example_maps"));
-    const values = model.get("example_values") || [];
-    const sources = model.get("example_sources") || [];
-    examples.replaceChildren();
-    if (!crops) {
-      examples.append(h("p", { class: "cw-empty", text: "no dataset examples for this layer" }));
-      return;
-    }
-    const lut = colormapLUT("inferno");
-    for (let i = 0; i < crops.shape[0]; i++) {
-      const image = h("canvas", { class: "cw-example-image" });
-      paintRGB(image, crops, i);
-      const heat = h("canvas", { class: "cw-example-heat" });
-      if (maps && i < maps.shape[0]) {
-        const [, height, width] = maps.shape;
-        heat.width = width;
-        heat.height = height;
-        const slice = maps.data.subarray(i * width * height, (i + 1) * width * height);
-        heat.getContext("2d").putImageData(new ImageData(overlayRGBA(slice, width, height, { lut, opacity: 0.45 }), width, height), 0, 0);
-      }
-      const value = Number(values[i]);
-      examples.append(
-        h("figure", { class: "cw-example", title: String(sources[i] ?? "") }, [
-          h("div", { class: "cw-example-stage" }, [image, heat]),
-          h("figcaption", { text: Number.isFinite(value) ? value.toFixed(2) : "" }),
-        ]),
-      );
-    }
-  }
-
   function drawWords() {
     const pairs = model.get("top_words") || [];
     const scores = pairs.map(([, score]) => Number(score));
-    const bars = scoreBars(scores);
+    const baseline = Number(model.get("word_baseline"));
+    // from the vocabulary's mean, not from zero: close scores must not look the same
+    const bars = scoreBars(scores, WORD_TRACK_PX, baselineBars(scores, baseline));
     words.replaceChildren(
       ...pairs.map(([word, score], i) =>
         h("li", { class: "cw-word" }, [
@@ -157,13 +149,18 @@ function render({ model, el }) {
         ]),
       ),
     );
+    wordsNote.textContent = pairs.length ? `bars start at the vocabulary's mean score, ${baseline.toFixed(2)} (the tick)` : "";
   }
 
   function drawQueryResults() {
     const results = model.get("query_results") || [];
-    queryResults.replaceChildren(
+    queryHeading.textContent = model.get("query_heading");
+    queryChips.replaceChildren(
       ...results.map(([unit, score]) => {
-        const button = h("button", { class: "cw-query-unit", type: "button", text: `${unit}`, title: `score ${Number(score).toFixed(3)}` });
+        const button = h("button", { class: "cw-query-unit", type: "button", "data-unit": String(unit), title: `show unit ${unit}` }, [
+          h("span", { class: "cw-chip-unit", text: `unit ${unit}` }),
+          h("span", { class: "cw-chip-score", text: formatScore(score) }),
+        ]);
         button.addEventListener("click", () => setUnit(Number(unit)));
         return button;
       }),
@@ -171,16 +168,25 @@ function render({ model, el }) {
     queryResults.hidden = !results.length;
   }
 
+  function drawQuery() {
+    const query = model.get("query");
+    if (queryInput.value !== query) queryInput.value = query;
+  }
+
   function drawBusy() {
-    progress.value = model.get("progress");
-    progress.hidden = !model.get("busy");
-    el.classList.toggle("cw-is-busy", model.get("busy"));
+    const busy = model.get("busy");
+    const fraction = model.get("progress");
+    progress.value = fraction;
+    progress.hidden = !busy;
+    progressText.textContent = busy ? `optimizing ${Math.round(fraction * 100)}%` : "";
+    el.classList.toggle("cw-is-busy", busy);
   }
 
   // -- edits from the browser ---------------------------------------------------------------
   layerSelect.addEventListener("change", () => setLayer(layerSelect.value));
   unitInput.addEventListener("change", () => {
-    const unit = parseUnit(unitInput.value, model.get("unit_count"));
+    // out of range goes to Python all the same: it refuses it and names the valid units
+    const unit = parseUnit(unitInput.value);
     if (unit !== null) setUnit(unit);
   });
   previous.addEventListener("click", () => setUnit(stepUnit(currentUnit(), -1, model.get("unit_count"))));
@@ -205,21 +211,26 @@ function render({ model, el }) {
     ["change:layer_names change:layer change:unit_count", drawHeader],
     ["change:unit", () => {
       if (pendingUnit === model.get("unit")) pendingUnit = null;
+      // Python's unit wins over a typed one it refused, also in the focused box
+      if (pendingUnit === null) unitInput.value = String(model.get("unit"));
       drawHeader();
     }],
     ["change:visualization", drawVisualization],
-    ["change:examples change:example_maps change:example_values change:example_sources", drawExamples],
-    ["change:top_words", drawWords],
-    ["change:query_results", drawQueryResults],
+    ["change:visualization_of change:examples_of", drawStale],
+    ["change:examples change:example_maps change:example_images change:example_image_maps change:example_boxes change:example_values change:example_sources", coalesced(examples.draw)],
+    ["change:example_set change:heat_overlay", examples.drawControls],
+    ["change:top_words change:word_baseline", drawWords],
+    ["change:query_results change:query_heading", drawQueryResults],
+    ["change:query", drawQuery],
     ["change:busy change:progress", drawBusy],
     ["change:error", showError],
   ];
   const subscriptions = handlers.flatMap(([events, handler]) => events.split(" ").map((event) => [event, handler]));
   for (const [event, handler] of subscriptions) model.on(event, handler);
-  queryInput.value = model.get("query");
+  drawQuery();
   drawHeader();
   drawVisualization();
-  drawExamples();
+  examples.draw();
   drawWords();
   drawQueryResults();
   drawBusy();

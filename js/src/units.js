@@ -13,11 +13,13 @@ export function stepLayer(names, current, delta) {
   return names[Math.min(names.length - 1, Math.max(0, index + delta))];
 }
 
-/** A typed unit number, clamped to the layer; null when it is not a number. */
-export function parseUnit(text, count) {
-  const value = Number.parseInt(String(text).trim(), 10);
-  if (!Number.isFinite(value)) return null;
-  return Math.min(Math.max(0, value), Math.max(0, count - 1));
+/**
+ * A typed unit number; null when it is not a whole number. Not clamped: Python refuses a unit
+ * outside the layer and says which units are valid, where clamping would hide the typo.
+ */
+export function parseUnit(text) {
+  const trimmed = String(text).trim();
+  return /^[+-]?\d+$/.test(trimmed) ? Number.parseInt(trimmed, 10) : null;
 }
 
 /** Bar widths in [0, 1] for scores, relative to the largest magnitude. */

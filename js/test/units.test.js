@@ -19,11 +19,14 @@ test("layers step and stop at the ends", () => {
   assert.equal(stepLayer([], "x", 1), "x");
 });
 
-test("typed unit numbers are parsed and clamped", () => {
-  assert.equal(parseUnit(" 12 ", 100), 12);
-  assert.equal(parseUnit("500", 100), 99);
-  assert.equal(parseUnit("-3", 100), 0);
-  assert.equal(parseUnit("twelve", 100), null);
+test("typed unit numbers are parsed, not clamped: Python names the valid range", () => {
+  assert.equal(parseUnit(" 12 "), 12);
+  assert.equal(parseUnit("9999"), 9999);
+  assert.equal(parseUnit("-3"), -3);
+  assert.equal(parseUnit("twelve"), null);
+  assert.equal(parseUnit("12abc"), null);
+  assert.equal(parseUnit("1.5"), null);
+  assert.equal(parseUnit(""), null);
 });
 
 test("bars are relative to the largest magnitude", () => {
