@@ -4,7 +4,8 @@ from .atlas import AtlasWidget
 from .lab import Lab
 from .neuron import NeuronExplorer
 from .probe import ProbeExplorer
+from .static_page import save_html
 from .surgery import SurgeryWidget
 from .typographic import TypographicLab
 
-__all__ = ["AtlasWidget", "Lab", "NeuronExplorer", "ProbeExplorer", "SurgeryWidget", "TypographicLab"]
+__all__ = ["AtlasWidget", "Lab", "NeuronExplorer", "ProbeExplorer", "SurgeryWidget", "TypographicLab", "save_html"]

@@ -152,6 +152,14 @@ class WidgetBase(Reporting, anywidget.AnyWidget):
         if changed:
             self.send_state(changed)
 
+    def save_html(self, path: str | Path, title: str | None = None) -> Path:
+        """Write this widget as one HTML page that opens from ``file://`` with no kernel and no
+        network: what it shows now, redrawn in the page as its controls change (see
+        :mod:`~clip_widgets.widgets.static_page`)."""
+        from .static_page import save_html  # noqa: PLC0415 - the page writer is rarely needed
+
+        return save_html(self, path, title)
+
     def _handle_custom_msg(self, content: Any, buffers: list) -> None:
         with self.reporting(raises=False, clears=False):  # a request from the browser is a query
             super()._handle_custom_msg(content, buffers)
