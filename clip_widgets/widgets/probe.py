@@ -80,8 +80,13 @@ class ProbeExplorer(Reporting, ipywidgets.VBox):
         self.class_picker = ipywidgets.Dropdown(options=list(path.classes), description="class")
         self.summary = ipywidgets.Label()
         self.banner = ipywidgets.HTML(layout={"display": "none"})
-        self.charts = ProbeCharts(neurons=path.neurons, accuracy=path.accuracy, step=self.step.value,
-                                  curve_title="Held-out accuracy vs neurons used", on_open=self._bar_clicked)  # fmt: skip
+        self.charts = ProbeCharts(
+            neurons=path.neurons,
+            accuracy=path.accuracy,
+            step=self.step.value,
+            curve_title="Held-out accuracy vs neurons used",
+            on_open=self._bar_clicked,
+        )
         super().__init__([self.banner, ipywidgets.HBox([self.step, self.class_picker]), self.summary, self.charts])
         self.step.observe(self._refresh, names="value")
         self.class_picker.observe(self._refresh, names="value")

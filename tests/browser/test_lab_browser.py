@@ -138,7 +138,7 @@ def check_drawn_marks(marks: dict, data: dict) -> None:
     assert len(heights) == 1 and heights.pop() > 5  # one thickness, visible
     assert marks["barsTitle"] == data["bars_title"] == "Strongest weights for “yes” at C = 0.1"
     assert marks["curveTitle"] == data["curve_title"] == "Held-out accuracy vs neurons used"
-    assert marks["axisTitles"] == ["weight", "neurons used", "held-out accuracy"]
+    assert marks["axisTitles"] == ["neurons used", "held-out accuracy", "weight"]  # curve first
 
     # the curve: one path command and one marker per probe, each at its (neurons, accuracy)
     commands = marks["path"].replace("M", "|").replace("L", "|").strip("|").split("|")
@@ -204,5 +204,9 @@ def test_lab_dashboard_in_jupyterlab(page, lab_server, tmp_path):
     page.locator(".jp-OutputArea-output .cw-neuron").first.wait_for(state="visible", timeout=60_000)
     state = json.loads(notebook.run_next().splitlines()[0])
     assert state == {"tab": 1, "layer": "blocks.1", "unit": data["units"][0], "error": ""} and data["units"][0] == 9
-    page.wait_for_function("() => document.querySelector('.cw-neuron .cw-unit')?.value === '9'", timeout=30_000)
+    page.wait_for_function(  # the explorer tab shows that neuron
+        "() => document.querySelector('.cw-neuron .cw-unit')?.value === '9'"
+        " && document.querySelector('.cw-neuron .cw-layer')?.value === 'blocks.1'",
+        timeout=30_000,
+    )
     assert not [e for e in page.console_errors if "cw-" in e or "probe" in e.lower()], page.console_errors
