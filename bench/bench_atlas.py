@@ -80,6 +80,12 @@ def bench_attribution(session: ModelSession, layer: str, images: int, repeats: i
                 session, store, prompts, method="gradient_x_activation", images=scenes, progress=False),
             "integrated gradients, 8 steps": lambda: attribute_activations(
                 session, store, prompts, method="integrated_gradients", steps=8, images=scenes, progress=False),
+            "... classes in one batched backward": lambda: attribute_activations(
+                session, store, prompts, method="integrated_gradients", steps=8, images=scenes, progress=False,
+                class_backward="batched"),
+            "... one backward per class": lambda: attribute_activations(
+                session, store, prompts, method="integrated_gradients", steps=8, images=scenes, progress=False,
+                class_backward="loop"),
         }  # fmt: skip
         times: dict[str, list[float]] = {name: [] for name in methods}
         for _ in range(repeats):  # interleaved, so noise hits both alike
@@ -90,8 +96,12 @@ def bench_attribution(session: ModelSession, layer: str, images: int, repeats: i
     print(f"{'method':<36}{'seconds':>10}{'images/s':>10}")
     for name, m in medians.items():
         print(f"{name:<36}{m:>10.2f}{images / m:>10.1f}")
-    first, second = medians.values()
-    print(f"integrated gradients / gradient x activation: {second / first:.1f}x the time")
+    first, second, batched, looped = medians.values()
+    print(
+        f"integrated gradients ({'batched' if session.device.type == 'cuda' else 'looped'} on {session.device.type})"
+        f" / gradient x activation: {second / first:.1f}x the time"
+    )
+    print(f"one backward per class / one batched backward: {looped / batched:.2f}x the time")
 
 
 def bench_layout(session: ModelSession, layer: str, rows: int, repeats: int) -> None:

@@ -58,6 +58,7 @@ def attribute_activations(
     templates: list[str] | None = None,
     images: Sequence[Any] | None = None,
     batch_size: int = 16,
+    class_backward: str = "auto",
     progress: bool = True,
 ) -> np.ndarray:
     """``(rows, classes)``: for each collected activation, how much it moves each class's
@@ -74,7 +75,14 @@ def attribute_activations(
     attention make it unreliable, often of the wrong sign, for patch tokens. It is also zero on
     the patch tokens of the last two blocks, which reach the class token only through a layer
     norm that ignores their scale. A ViT's class token is held at its real value and not
-    attributed (it has no place in the image)."""
+    attributed (it has no place in the image).
+
+    ``class_backward``: one backward pass per class, ``"loop"`` (faster on a CPU, see
+    ``bench/bench_atlas.py``), or all classes in one vectorised pass, ``"batched"``
+    (``is_grads_batched``); ``"auto"`` loops on a CPU and batches on a GPU. Both give the same
+    numbers."""
+    if class_backward not in ("auto", "loop", "batched"):
+        raise ValueError(f"unknown class_backward {class_backward!r}; choose 'auto', 'loop' or 'batched'")
     if method not in ATTRIBUTION_METHODS:
         raise ValueError(f"unknown attribution method {method!r}; choose one of {list(ATTRIBUTION_METHODS)}")
     if steps < 1:
@@ -93,13 +101,17 @@ def attribute_activations(
     result = np.zeros((len(origins), len(prompts)), np.float32)
     indices = list(by_image)
     classes = torch.eye(len(prompts), device=session.device)
+    batched = class_backward == "batched" or (class_backward == "auto" and session.device.type == "cuda")
 
     def class_gradients(pixels: torch.Tensor, acts: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """Gradients of every class's logit with respect to ``acts``, as ``(C, B, positions, D)``."""
         logits = scale * torch.nn.functional.normalize(embedding.float(), dim=-1) @ text.T  # (B, C)
-        # one backward per class, vectorised over classes
-        (grads,) = torch.autograd.grad(logits, acts, grad_outputs=classes[:, None].expand(-1, len(pixels), -1),
-                                       is_grads_batched=True)  # fmt: skip
+        if batched:
+            (grads,) = torch.autograd.grad(logits, acts, grad_outputs=classes[:, None].expand(-1, len(pixels), -1),
+                                           is_grads_batched=True)  # fmt: skip
+        else:
+            last = len(prompts) - 1
+            grads = [torch.autograd.grad(logits[:, c].sum(), acts, retain_graph=c < last)[0] for c in range(last + 1)]
         return torch.stack([positions_of(g.float())[0] for g in grads])
 
     with tqdm(total=len(indices), desc="attribution", unit="img", disable=not progress) as bar:

@@ -180,6 +180,11 @@ def test_integrated_gradients_attribution_equals_captum(session, folder, tmp_pat
     prompts = ["a red circle", "a blue star"]
     result = attribute_activations(session, store, prompts, steps=steps, batch_size=2, progress=False)
     assert np.abs(result).max() > 0.01
+    # one backward per class (the CPU default) and one batched backward give the same numbers
+    for way in ("loop", "batched"):
+        other = attribute_activations(session, store, prompts, steps=steps, batch_size=2, class_backward=way,
+                                      progress=False)  # fmt: skip
+        np.testing.assert_allclose(other, result, rtol=1e-4, atol=1e-6)
     # reference: captum's integrated gradients over the patch tokens of blocks.0, from the store's
     # mean activation, the rest of the tower run by a plain forward hook that swaps the block's output
     text = session.encode_text(prompts)

@@ -29,21 +29,21 @@ nb.cells = [
     ),
     md("Four random patch tokens of block 3 per image, kept on disk (memory-mapped float16, resumable):"),
     code(
-        "store = atlas.collect_activations(session, work, 'blocks.3', work / 'acts', per_image=4, progress=False)\n"
+        "store = atlas.collect_activations(session, work, 'blocks.3', work / 'acts', per_image=4)\n"
         "coords = atlas.layout(store.activations)\n"
         "grid = atlas.bin_grid(coords, store.activations, size=8, min_count=3)\n"
         "len(store), grid.counts.sum()"
     ),
     code(
         "icons = atlas.atlas_icons(session, 'blocks.3', grid, whitening=atlas.whitening_matrix(store.activations),\n"
-        "                          steps=48, cache=work / 'icons_8.npy', progress=False)\n"
+        "                          steps=48, cache=work / 'icons_8.npy')\n"
         "Image.fromarray(atlas.render_atlas(icons))"
     ),
     md("Class filtering: cells faded by how much they push the zero-shot logit of *a red star*."),
     code(
         "classes = ['red star', 'blue circle', 'green square', 'yellow cross']\n"
         "prompts = [class_prompt(c) for c in classes]\n"
-        "attributions = atlas.attribute_activations(session, store, prompts, progress=False)\n"
+        "attributions = atlas.attribute_activations(session, store, prompts)\n"
         "cells = atlas.cell_attribution(grid, attributions)\n"
         "Image.fromarray(atlas.render_atlas(icons, opacity=atlas.class_opacity(cells, classes.index('red star'))))"
     ),
@@ -60,7 +60,7 @@ nb.cells = [
         "import numpy as np\n\n"
         "from clip_widgets import AtlasWidget, build_atlas\n\n"
         "full = build_atlas(session, store, sizes=(4, 8, 16), min_count=2, classes=classes, prompts=prompts,\n"
-        "                   icon_steps=48, progress=False)\n"
+        "                   icon_steps=48)\n"
         "widget = AtlasWidget(full, session=session, tile_cells=4)\n"
         "widget"
     ),

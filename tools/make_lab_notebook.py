@@ -38,8 +38,8 @@ nb.cells = [
     md("## Class images and DeepDream"),
     code(
         "from clip_widgets.generate import class_image, deepdream\n\n"
-        "made = class_image(session, ['a red star', 'a blue circle'], steps=48, progress=False)\n"
-        "dream = deepdream(session, scene.image, 'blocks.3', octaves=2, steps=16, progress=False)\n"
+        "made = class_image(session, ['a red star', 'a blue circle'], steps=48)\n"
+        "dream = deepdream(session, scene.image, 'blocks.3', octaves=2, steps=16)\n"
         "grid(np.concatenate([made.images, dream[None]]), scale=3)"
     ),
     md(
@@ -54,8 +54,7 @@ nb.cells = [
         "circles = [draw_scene(20000 + i, spec=[('red', 'circle')], word_probability=0.0).image for i in range(24)]\n"
         "for model in (session, reader):\n"
         "    for word in ('star', 'plin'):\n"
-        "        report = attack(model, circles, word, prompts, target='a red star', position=(0.5, 0.85), size=0.25,\n"
-        "                        progress=False)\n"
+        "        report = attack(model, circles, word, prompts, target='a red star', position=(0.5, 0.85), size=0.25)\n"
         "        moved = report.success_rate\n"
         "        print(f'{model.name}, {word!r}: flipped {report.flip_rate:.0%}, to \"a red star\" {moved:.0%}')"
     ),
@@ -67,8 +66,8 @@ nb.cells = [
         "colours = list(COLOURS)\n"
         "images = [draw_scene(30000 + k, spec=[(colours[k % 6], SHAPES[labels[k]])], word_probability=0.0).image\n"
         "          for k in range(200)]\n"
-        "features = pooled_activations(session, images, 'blocks.4', progress=False)\n"
-        "path = sparse_probe(features, labels, list(SHAPES), Cs=np.logspace(-2, 0, 4), progress=False)\n"
+        "features = pooled_activations(session, images, 'blocks.4')\n"
+        "path = sparse_probe(features, labels, list(SHAPES), Cs=np.logspace(-2, 0, 4))\n"
         "list(zip(path.neurons.tolist(), path.accuracy.round(2).tolist()))"
     ),
     md("## Everything together"),

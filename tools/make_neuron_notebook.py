@@ -29,12 +29,12 @@ nb.cells = [
         "*i*). Objectives compose: add `diversity` to get different facets of one unit, or a text objective."
     ),
     code(
-        "units = render(session, obj.channel('blocks.4', range(8)), batch=8, steps=96, progress=False)\n"
+        "units = render(session, obj.channel('blocks.4', range(8)), batch=8, steps=96)\n"
         "grid(units.images, columns=8, scale=2)"
     ),
     code(
         "prompt = obj.text_objective(session, 'a red star')\n"
-        "facets = render(session, prompt + 0.05 * obj.diversity('blocks.2'), batch=4, steps=96, progress=False)\n"
+        "facets = render(session, prompt + 0.05 * obj.diversity('blocks.2'), batch=4, steps=96)\n"
         "print('cosine with the prompt:', facets.scores.round(3))\n"
         "grid(facets.images, scale=2)"
     ),
@@ -47,8 +47,7 @@ nb.cells = [
     code(
         "from clip_widgets.generate import class_image\n\n"
         "robust = ModelSession.load('world-rn-robust')\n"
-        "made = class_image(robust, ['a red circle', 'a green star', 'a blue triangle', 'a yellow square'],\n"
-        "                   progress=False)\n"
+        "made = class_image(robust, ['a red circle', 'a green star', 'a blue triangle', 'a yellow square'])\n"
         "grid(made.images, scale=2)"
     ),
     md(
@@ -63,7 +62,7 @@ nb.cells = [
         "folder = Path(tempfile.mkdtemp())\n"
         "for i in range(200):\n"
         "    draw_scene(10**7 + i, size=96).image.save(folder / f'scene_{i:03d}.png')\n"
-        "store = collect_examples(session, folder, ['blocks.4', 'ln_post'], folder / 'examples', k=8, progress=False)\n"
+        "store = collect_examples(session, folder, ['blocks.4', 'ln_post'], folder / 'examples', k=8)\n"
         "[(e.source.split('/')[-1], round(e.value, 2), e.position) for e in store.examples('blocks.4', 0)[:3]]"
     ),
     md(
@@ -75,7 +74,7 @@ nb.cells = [
         "from clip_widgets.world import COLOURS, SHAPES\n\n"
         "vocabulary = [*COLOURS, *SHAPES, 'cat', 'dog', 'ship', 'truck', 'apple', 'ipod']\n"
         "(by_text,) = rank_words_by_embedding(session, 'ln_post', 0, vocabulary)\n"
-        "(by_image,) = rank_words_by_image(session, 'ln_post', 0, vocabulary, progress=False)\n"
+        "(by_image,) = rank_words_by_image(session, 'ln_post', 0, vocabulary)\n"
         "by_text.top(5), by_image.top(5)"
     ),
     md(
