@@ -163,7 +163,18 @@ def test_every_entry_point_reports_in_the_widget_and_recovers(session, atlas, mo
     assert widget.error == "" and widget.tile_version == 1
     # a bad request from the browser is reported without raising; good requests are answered
     sent = sent_messages(widget)
-    widget._handle_custom_msg({"type": "tiles", "level": 4, "tiles": [[7, 7]], "version": 1}, [])
-    assert "outside grid 4" in widget.error and sent == []
-    widget._handle_custom_msg({"type": "tiles", "level": 4, "tiles": [[0, 0]], "version": 1}, [])
-    assert [content["row"] for content, _ in sent] == [0]
+    # (each answered with its request's id; a tile that fails is answered with an error, so the browser
+    # stops waiting for it and may ask again, and the tiles beside it still come)
+    widget._handle_custom_msg({"type": "tiles", "id": 5, "level": 4, "tiles": [[7, 7], [0, 1]], "version": 1}, [])
+    assert "outside grid 4" in widget.error
+    (failed, no_buffers), (tile, _) = sent
+    assert failed["type"] == "tile_error" and (failed["row"], failed["col"], failed["id"]) == (7, 7, 5)
+    assert "outside grid 4" in failed["message"] and no_buffers == []
+    assert tile["type"] == "tile" and (tile["row"], tile["col"], tile["id"]) == (0, 1, 5)
+    sent.clear()
+    widget._handle_custom_msg({"type": "tiles", "id": 6, "level": 4, "tiles": [[0, 0]], "version": 1}, [])
+    assert [(content["row"], content["id"]) for content, _ in sent] == [(0, 6)]
+    sent.clear()
+    widget._handle_custom_msg({"type": "cell", "id": 7, "level": 4, "row": 9, "col": 0}, [])
+    ((reply, _),) = sent
+    assert reply["type"] == "cell_error" and reply["id"] == 7 and reply["message"] in widget.error

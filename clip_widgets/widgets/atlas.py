@@ -210,19 +210,35 @@ class AtlasWidget(WidgetBase):
         return np.stack(crops) if crops else None
 
     def _on_message(self, _widget: Any, content: dict[str, Any], _buffers: list) -> None:
-        """Requests from the browser; failures land in ``error`` (see ``WidgetBase._handle_custom_msg``)."""
-        kind = content.get("type")
+        """Requests from the browser, each answered on the same channel with its ``id``: a tile or
+        cell, or a ``tile_error``/``cell_error`` naming what failed, so the browser stops waiting
+        and may ask again; the failure also shows in ``error``."""
+        kind, request_id = content.get("type"), content.get("id")
         if kind == "tiles":
             size, version = int(content["level"]), int(content.get("version", self.tile_version))
             if version != self.tile_version:
                 return  # asked before the filter changed; the browser asks again
+            failures = []
             for row, col in content["tiles"]:
-                picture = self.tile(size, int(row), int(col))
-                header = {"type": "tile", "level": size, "row": int(row), "col": int(col), "version": version}
-                self.send({**header, "shape": list(picture.shape)}, buffers=[memoryview(picture)])
+                header = {"level": size, "row": int(row), "col": int(col), "version": version, "id": request_id}
+                try:
+                    picture = self.tile(size, int(row), int(col))
+                except Exception as exc:  # noqa: BLE001 - answered to the browser and shown in the banner
+                    self.send({"type": "tile_error", **header, "message": f"{type(exc).__name__}: {exc}"})
+                    failures.append(exc)
+                    continue
+                self.send({"type": "tile", **header, "shape": list(picture.shape)}, buffers=[memoryview(picture)])
+            if failures:
+                self.report(failures[0])
         elif kind == "cell":
-            info, crops = self.cell_info(int(content["level"]), int(content["row"]), int(content["col"]))
+            where = {"level": int(content["level"]), "row": int(content["row"]), "col": int(content["col"])}
+            try:
+                info, crops = self.cell_info(where["level"], where["row"], where["col"])
+            except Exception as exc:
+                self.send({"type": "cell_error", **where, "id": request_id, "message": f"{type(exc).__name__}: {exc}"})
+                raise  # shown in the banner by the base class
             if crops is None:
-                self.send({"type": "cell", **info, "patches": None})
+                self.send({"type": "cell", **info, "id": request_id, "patches": None})
             else:
-                self.send({"type": "cell", **info, "patches": list(crops.shape)}, buffers=[memoryview(crops)])
+                self.send({"type": "cell", **info, "id": request_id, "patches": list(crops.shape)},
+                          buffers=[memoryview(crops)])  # fmt: skip

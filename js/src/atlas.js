@@ -15,6 +15,7 @@ const MINIMAP_SIDE = 128; // CSS px of the overview shown while zoomed in
 const WHOLE = { x: 0.5, y: 0.5, zoom: 1 };
 const SAVE_DEBOUNCE_MS = 150;
 const HOVER_DEBOUNCE_MS = 60;
+const RETRY_AFTER_MS = 2000; // a tile that failed is asked for again on a later view change, not before
 const MIN_CELL_PX = 40;
 const DRAG_SLOP_PX = 3;
 
@@ -50,6 +51,8 @@ function render({ model, el }) {
   const save = debouncedSaver(model, SAVE_DEBOUNCE_MS);
   const tiles = new Map(); // "version:level:row:col" -> canvas
   const pending = new Set();
+  const failedAt = new Map(); // tile key -> time its request failed
+  let requestId = 0;
   const cells = new Map(); // "level:row:col" -> {info, patches}
   let hovered = null;
   let hoverTimer = null;
@@ -77,11 +80,12 @@ function render({ model, el }) {
     const tileCells = model.get("tile_cells");
     const missing = visibleTiles(inView, level, tileCells).filter(([row, col]) => {
       const key = tileKey(level, row, col);
-      return !tiles.has(key) && !pending.has(key);
+      const recentlyFailed = performance.now() - (failedAt.get(key) ?? -Infinity) < RETRY_AFTER_MS;
+      return !tiles.has(key) && !pending.has(key) && !recentlyFailed;
     });
     if (!missing.length) return;
     for (const [row, col] of missing) pending.add(tileKey(level, row, col));
-    model.send({ type: "tiles", level, tiles: missing, version: model.get("tile_version") });
+    model.send({ type: "tiles", id: ++requestId, level, tiles: missing, version: model.get("tile_version") });
   }
 
   function drawTile(level, row, col, tile, target = context, inView = view, side = SIDE) {
@@ -216,7 +220,7 @@ function render({ model, el }) {
     showCard();
     clearTimeout(hoverTimer);
     if (cell && !cells.has(`${cell.level}:${cell.row}:${cell.col}`)) {
-      hoverTimer = setTimeout(() => model.send({ type: "cell", ...cell }), HOVER_DEBOUNCE_MS);
+      hoverTimer = setTimeout(() => model.send({ type: "cell", id: ++requestId, ...cell }), HOVER_DEBOUNCE_MS);
     }
   }
 
@@ -240,6 +244,12 @@ function render({ model, el }) {
       tile.getContext("2d").putImageData(new ImageData(rgba, width, height), 0, 0);
       tiles.set(key, tile);
       draw();
+    } else if (message.type === "tile_error") {
+      // answered, not drawn: stop waiting for it, and ask again later (the banner says why)
+      const key = `${message.version}:${message.level}:${message.row}:${message.col}`;
+      pending.delete(key);
+      failedAt.set(key, performance.now());
+      canvas.dataset.failed = String(failedAt.size);
     } else if (message.type === "cell") {
       const patches = message.patches ? decodeArray({ view: buffers[0], dtype: "uint8", shape: message.patches }) : null;
       cells.set(`${message.level}:${message.row}:${message.col}`, { info: message, patches });
@@ -345,6 +355,7 @@ function render({ model, el }) {
   function onVersion() {
     for (const key of [...tiles.keys()]) if (!key.startsWith(`${model.get("tile_version")}:`)) tiles.delete(key);
     pending.clear();
+    failedAt.clear();
     draw();
   }
 
