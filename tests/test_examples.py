@@ -11,7 +11,16 @@ import torch
 
 from clip_widgets import ModelSession
 from clip_widgets.errors import ClipWidgetsError, LayerNotFoundError
-from clip_widgets.examples import ExampleStore, collect_examples, crop_around, model_view, positions_of
+from clip_widgets.examples import (
+    ExampleStore,
+    collect_examples,
+    crop_around,
+    crop_box,
+    example_views,
+    model_view,
+    positions_of,
+    unit_maps,
+)
 from clip_widgets.world import draw_scene
 
 LAYERS = ["blocks.0", "ln_post"]
@@ -133,6 +142,30 @@ def test_model_view_and_crops(session):
     crop = crop_around(view, store_example, scale=2.0)
     assert crop.size == (16, 16)
     np.testing.assert_array_equal(np.asarray(crop), np.asarray(view)[4:20, 12:28])
+
+
+def test_example_views_are_the_examples_pixels_crops_and_heat(session, tmp_path):
+    scenes = [draw_scene(i).image for i in range(8)]
+    store = collect_examples(session, scenes, ["blocks.0"], tmp_path / "views", k=3, progress=False)
+    for which in ("top", "bottom"):
+        views = example_views(session, store, "blocks.0", 5, which=which, count=2, size=40, images=scenes)
+        found = store.examples("blocks.0", 5, which)[:2]
+        assert views.examples == found
+        whole = [model_view(session, scenes[e.index]) for e in found]
+        np.testing.assert_array_equal(views.images, np.stack([np.asarray(v) for v in whole]))
+        assert views.boxes.tolist() == [list(crop_box(v.size, e)) for v, e in zip(whole, found, strict=True)]
+        assert views.crops.shape == (2, 40, 40, 3) and views.crop_heat.shape == (2, 40, 40)
+        left, top, right, bottom = views.boxes[0]
+        crop = whole[0].crop((left, top, right, bottom)).resize((40, 40))
+        np.testing.assert_array_equal(views.crops[0], np.asarray(crop))
+        # the heat is 255 at the example's own extreme: the top's maximum, the bottom's minimum
+        maps = unit_maps(session, "blocks.0", 5, whole)
+        assert views.heat.shape == maps.shape and views.heat.dtype == np.uint8
+        extreme = maps.max() if which == "top" else maps.min()
+        assert np.isclose(maps[0][found[0].position], extreme, rtol=1e-4)
+        assert views.heat[0][found[0].position] == 255
+    empty = example_views(session, store, "blocks.0", 5, count=0)
+    assert empty.examples == [] and empty.crops.shape == (0, 128, 128, 3)
 
 
 def test_a_negative_unit_is_an_error_not_the_last_unit(session, tmp_path):

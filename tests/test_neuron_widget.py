@@ -76,7 +76,7 @@ def test_shows_visualization_examples_and_words(explorer, vit_session, store):
     (ranked,) = rank_words_by_image(vit_session, "blocks.1", [3], explorer._vocabulary, progress=False)
     assert explorer.word_baseline == pytest.approx(float(np.mean(ranked.scores)), rel=1e-5)
     assert explorer.word_baseline < scores[0]
-    assert explorer.visualization_of == ["blocks.1", 3]
+    assert explorer.visualization_of == explorer.words_of == ["blocks.1", 3]
 
 
 def test_bottom_examples_are_the_stores_bottom_k(explorer, vit_session, store):
@@ -113,7 +113,7 @@ def test_selection_changes_recompute(explorer, vit_session):
     explorer.wait(60)
     assert explorer.examples is None and explorer.example_values == []  # no examples collected there
     assert explorer.example_images is None and explorer.example_boxes == []
-    assert explorer.examples_of == explorer.visualization_of == ["blocks.0", 5]
+    assert explorer.examples_of == explorer.words_of == explorer.visualization_of == ["blocks.0", 5]
 
 
 def test_a_unit_outside_the_layer_is_refused_naming_the_valid_range(explorer, vit_session, monkeypatch):
@@ -126,8 +126,10 @@ def test_a_unit_outside_the_layer_is_refused_naming_the_valid_range(explorer, vi
     resent = []
     monkeypatch.setattr(explorer, "send_state", lambda key=None: resent.append(key))
     explorer.set_state({"unit": 9999})  # as the browser sends a typed number: no exception escapes
-    assert explorer.error == f"IndexError: unit 9999 out of range for layer 'blocks.1': {valid}"
+    assert explorer.error == f"UnitOutOfRangeError: unit 9999 out of range for layer 'blocks.1': {valid}"
     assert explorer.unit == 3 and ["unit"] in resent
+    explorer.wait(60)  # nothing was computed for the refused unit, nor for a unit clamped from it
+    assert explorer.visualization_of == explorer.examples_of == ["blocks.1", 3]
     explorer.set_state({"unit": 2})
     explorer.wait(60)
     assert explorer.error == "" and explorer.unit == 2

@@ -18,6 +18,11 @@ from ..texts import text_list
 from ._base import STATIC, WidgetBase, entry_point
 
 
+class UnitOutOfRangeError(IndexError, traitlets.TraitError):
+    """A unit outside its layer. Also a TraitError: traitlets rolls back a refused value from the
+    browser only for those, where any other error would first run the observers with it."""
+
+
 def explorable_layers(session: Any) -> list[str]:
     """The layers a NeuronExplorer can show (those with units), in forward order."""
     return [n for n in session.layers.names if session.layers[n].kind in ("conv", "tokens", "vector")]
@@ -38,8 +43,10 @@ class NeuronExplorer(WidgetBase):
     ``NeuronExplorer(session, examples="runs/examples")`` with an :class:`ExampleStore` (or its
     directory) from :func:`clip_widgets.examples.collect_examples`; without one, the examples
     panel stays empty. Examples collected from an in-memory iterable need it again as ``images``.
-    Until a new unit's visualization arrives, ``visualization_of`` still names the old one, and
-    the view marks it stale. A unit outside the layer is refused with the valid range.
+    It shows ``example_count`` examples as ``example_size`` px crops and ``word_count`` words.
+    Until a new unit's visualization, examples and words arrive, ``visualization_of``,
+    ``examples_of`` and ``words_of`` still name the old one, and the view marks those panels
+    stale. A unit outside the layer is refused, naming the valid range.
     Layer, unit and query are synced both ways; the arrow keys move between
     units (left/right) and layers (up/down) when the widget has the focus. Visualizations run in
     a background thread, so the notebook stays responsive; ``wait()`` blocks until it is done.
@@ -85,11 +92,13 @@ class NeuronExplorer(WidgetBase):
     example_sources = traitlets.List(traitlets.Unicode()).tag(sync=True)
     """Where each example came from (file path or item number)."""
     examples_of = traitlets.List().tag(sync=True)
-    """``[layer, unit]`` that the examples and top words show."""
+    """``[layer, unit]`` that the examples show."""
     top_words = traitlets.List().tag(sync=True)
     """``[word, score]`` pairs: the vocabulary words that excite the unit most when written in an image."""
     word_baseline = traitlets.Float(0.0).tag(sync=True)
     """The unit's mean score over the whole vocabulary: where the top-word bars start."""
+    words_of = traitlets.List().tag(sync=True)
+    """``[layer, unit]`` that the top words show."""
     query = traitlets.Unicode("").tag(sync=True)
     """A text query; setting it fills ``query_results`` with the units of ``layer`` it excites
     most (recomputed when the layer changes)."""
@@ -158,7 +167,8 @@ class NeuronExplorer(WidgetBase):
     def _check_unit(self, proposal: dict[str, Any]) -> int:
         unit, count = proposal["value"], self._session.layers[self.layer].units
         if not 0 <= unit < count:
-            raise IndexError(f"unit {unit} out of range for layer {self.layer!r}: valid units are 0 to {count - 1}")
+            msg = f"unit {unit} out of range for layer {self.layer!r}: valid units are 0 to {count - 1}"
+            raise UnitOutOfRangeError(msg)
         return unit
 
     @traitlets.observe("layer", "unit")
@@ -230,13 +240,13 @@ class NeuronExplorer(WidgetBase):
             self.examples_of = [self.layer, self.unit]
 
     def _show_words(self) -> None:
-        if not self._vocabulary:
-            self.top_words, self.word_baseline = [], 0.0
-            return
-        (ranked,) = rank_words_by_image(self._session, self.layer, [self.unit], self._vocabulary, progress=False)
+        ranked = None
+        if self._vocabulary:
+            (ranked,) = rank_words_by_image(self._session, self.layer, [self.unit], self._vocabulary, progress=False)
         with self.hold_sync():
-            self.top_words = [[w, s] for w, s in ranked.top(self._word_count)]
-            self.word_baseline = float(np.mean(ranked.scores))
+            self.top_words = [[w, s] for w, s in ranked.top(self._word_count)] if ranked else []
+            self.word_baseline = float(np.mean(ranked.scores)) if ranked else 0.0
+            self.words_of = [self.layer, self.unit]
 
     def _start_visualization(self) -> None:
         with self._lock:

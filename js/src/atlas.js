@@ -7,7 +7,7 @@ import {
 } from "./atlas_view.js";
 import { decodeArray } from "./codecs.js";
 import { h, scoreBars } from "./dom.js";
-import { imageRGBA } from "./render.js";
+import { errorBanner, paintArray, subscribe } from "./kit.js";
 import { debouncedSaver } from "./sync.js";
 
 const SIDE = 512; // CSS px of the atlas view
@@ -22,7 +22,7 @@ const DRAG_SLOP_PX = 3;
 function render({ model, el }) {
   el.classList.add("cw-atlas");
   el.tabIndex = 0; // + / - and the arrow keys work when the widget has the focus
-  const errorBanner = h("div", { class: "cw-error", role: "alert", hidden: true });
+  const banner = errorBanner(model);
   const filterInput = h("input", { class: "cw-filter", type: "search", placeholder: "class filter", list: "" });
   const classList = h("datalist", { id: `cw-atlas-classes-${Math.random().toString(36).slice(2)}` });
   filterInput.setAttribute("list", classList.id);
@@ -35,7 +35,7 @@ function render({ model, el }) {
   const minimap = h("canvas", { class: "cw-minimap", title: "overview: press or drag to move the view" });
   const card = h("aside", { class: "cw-cell-card" });
   el.replaceChildren(
-    errorBanner,
+    banner.el,
     h("div", { class: "cw-header" }, [filterInput, classList, zoomIn, zoomOut, reset, levelLabel]),
     h("div", { class: "cw-body" }, [h("div", { class: "cw-stage" }, [canvas, minimap]), card]),
   );
@@ -162,12 +162,6 @@ function render({ model, el }) {
     save("level", currentLevel());
   }
 
-  function showError() {
-    const message = model.get("error");
-    errorBanner.textContent = message;
-    errorBanner.hidden = !message;
-  }
-
   function showCard() {
     const entry = hovered && cells.get(`${hovered.level}:${hovered.row}:${hovered.col}`);
     if (!hovered) {
@@ -199,12 +193,10 @@ function render({ model, el }) {
         ]))),
     ];
     if (patches) {
-      const [count, height, width] = patches.shape;
       const strip = h("div", { class: "cw-patches" });
-      for (let i = 0; i < count; i++) {
-        const patch = h("canvas", { class: "cw-patch", width, height });
-        const rgb = patches.data.subarray(i * height * width * 3, (i + 1) * height * width * 3);
-        patch.getContext("2d").putImageData(new ImageData(imageRGBA(rgb, width, height), width, height), 0, 0);
+      for (let i = 0; i < patches.shape[0]; i++) {
+        const patch = h("canvas", { class: "cw-patch" });
+        paintArray(patch, patches, i);
         strip.append(patch);
       }
       parts.push(strip);
@@ -365,20 +357,19 @@ function render({ model, el }) {
     ["change:tile_version", onVersion],
     ["change:class_names", onClasses],
     ["change:class_filter", () => { filterInput.value = model.get("class_filter"); }],
-    ["change:error", showError],
+    ["change:error", banner.update],
     ["msg:custom", onMessage],
   ];
-  const subscriptions = handlers.flatMap(([events, handler]) => events.split(" ").map((event) => [event, handler]));
-  for (const [event, handler] of subscriptions) model.on(event, handler);
+  const unsubscribe = subscribe(model, handlers);
   filterInput.value = model.get("class_filter");
   onClasses();
-  showError();
+  banner.update();
   showCard();
   draw();
   return () => {
     save.cancel();
     clearTimeout(hoverTimer);
-    for (const [event, handler] of subscriptions) model.off(event, handler);
+    unsubscribe();
   };
 }
 

@@ -5,7 +5,8 @@
 import "./neuron.css";
 import { decodeArray } from "./codecs.js";
 import { h, scoreBars } from "./dom.js";
-import { examplesPanel, paintRGB } from "./neuron_examples.js";
+import { errorBanner, paintArray, subscribe } from "./kit.js";
+import { examplesPanel } from "./neuron_examples.js";
 import { baselineBars, formatScore, showsSelection } from "./neuron_layout.js";
 import { debouncedSaver } from "./sync.js";
 import { parseUnit, stepLayer, stepUnit } from "./units.js";
@@ -29,7 +30,7 @@ function coalesced(draw) {
 function render({ model, el }) {
   el.classList.add("cw-neuron");
   el.tabIndex = 0; // arrow keys navigate when the widget has the focus
-  const errorBanner = h("div", { class: "cw-error", role: "alert", hidden: true });
+  const banner = errorBanner(model);
 
   const layerSelect = h("select", { class: "cw-layer", "aria-label": "layer" });
   const unitInput = h("input", { class: "cw-unit", type: "number", min: "0", "aria-label": "unit" });
@@ -50,19 +51,20 @@ function render({ model, el }) {
 
   const main = h("canvas", { class: "cw-featvis", width: 1, height: 1 });
   const busyLabel = h("span", { class: "cw-busy-label" });
-  const stage = h("div", { class: "cw-featvis-stage" }, [main, h("div", { class: "cw-busy", role: "status" }, [h("span", { class: "cw-spinner" }), busyLabel])]);
+  const busy = h("div", { class: "cw-busy", role: "status" }, [h("span", { class: "cw-spinner" }), busyLabel]);
+  const stage = h("div", { class: "cw-featvis-stage" }, [main, busy]);
   const facets = h("div", { class: "cw-facets" });
   const progress = h("progress", { class: "cw-progress", max: "1", value: "0" });
   const progressText = h("span", { class: "cw-progress-text" });
   const examples = examplesPanel(model);
   const words = h("ol", { class: "cw-words" });
   const wordsNote = h("p", { class: "cw-words-note" });
-  const visualizationPanel = h("section", { class: "cw-panel cw-visualization-panel" }, [
-    h("h4", { text: "feature visualization" }), stage, progress, progressText, facets,
-  ]);
-  const examplesSection = h("section", { class: "cw-panel cw-examples-section" }, [h("h4", { text: "dataset examples" }), examples.element]);
-  const wordsPanel = h("section", { class: "cw-panel cw-words-panel" }, [h("h4", { text: "top words" }), words, wordsNote]);
-  el.replaceChildren(errorBanner, header, queryResults, h("div", { class: "cw-body" }, [visualizationPanel, examplesSection, wordsPanel]));
+  const panel = (name, title, children) => h("section", { class: `cw-panel ${name}` }, [h("h4", { text: title }), ...children]);
+  const visualizationPanel = panel("cw-visualization-panel", "feature visualization", [stage, progress, progressText, facets]);
+  const examplesSection = panel("cw-examples-section", "dataset examples", [examples.element]);
+  const wordsPanel = panel("cw-words-panel", "top words", [words, wordsNote]);
+  const body = h("div", { class: "cw-body" }, [visualizationPanel, examplesSection, wordsPanel]);
+  el.replaceChildren(banner.el, header, queryResults, body);
 
   const save = debouncedSaver(model, NAV_DEBOUNCE_MS);
   // The unit shown right away while Python has not caught up yet.
@@ -95,15 +97,8 @@ function render({ model, el }) {
     const staleVisualization = !showsSelection(model.get("visualization_of"), layer, unit);
     visualizationPanel.classList.toggle("cw-stale", staleVisualization);
     busyLabel.textContent = staleVisualization ? `rendering unit ${unit}…` : "";
-    const staleDetails = !showsSelection(model.get("examples_of"), layer, unit);
-    examplesSection.classList.toggle("cw-stale", staleDetails);
-    wordsPanel.classList.toggle("cw-stale", staleDetails);
-  }
-
-  function showError() {
-    const message = model.get("error");
-    errorBanner.textContent = message;
-    errorBanner.hidden = !message;
+    examplesSection.classList.toggle("cw-stale", !showsSelection(model.get("examples_of"), layer, unit));
+    wordsPanel.classList.toggle("cw-stale", !showsSelection(model.get("words_of"), layer, unit));
   }
 
   function drawHeader() {
@@ -126,10 +121,10 @@ function render({ model, el }) {
       main.width = main.height = 1;
       return;
     }
-    paintRGB(main, images, 0);
+    paintArray(main, images, 0);
     for (let i = 1; i < images.shape[0]; i++) {
       const canvas = h("canvas", { class: "cw-facet" });
-      paintRGB(canvas, images, i);
+      paintArray(canvas, images, i);
       facets.append(canvas);
     }
   }
@@ -143,7 +138,7 @@ function render({ model, el }) {
     words.replaceChildren(
       ...pairs.map(([word, score], i) =>
         h("li", { class: "cw-word" }, [
-          h("span", { class: "cw-word-text", text: String(word) }),
+          h("span", { class: "cw-word-text", text: String(word), title: String(word) }),
           bars[i],
           h("span", { class: "cw-word-score", text: Number(score).toFixed(2) }),
         ]),
@@ -157,7 +152,7 @@ function render({ model, el }) {
     queryHeading.textContent = model.get("query_heading");
     queryChips.replaceChildren(
       ...results.map(([unit, score]) => {
-        const button = h("button", { class: "cw-query-unit", type: "button", "data-unit": String(unit), title: `show unit ${unit}` }, [
+        const button = h("button", { class: "cw-query-unit", type: "button", title: `show unit ${unit}` }, [
           h("span", { class: "cw-chip-unit", text: `unit ${unit}` }),
           h("span", { class: "cw-chip-score", text: formatScore(score) }),
         ]);
@@ -184,10 +179,15 @@ function render({ model, el }) {
 
   // -- edits from the browser ---------------------------------------------------------------
   layerSelect.addEventListener("change", () => setLayer(layerSelect.value));
-  unitInput.addEventListener("change", () => {
+  function commitTypedUnit() {
     // out of range goes to Python all the same: it refuses it and names the valid units
     const unit = parseUnit(unitInput.value);
-    if (unit !== null) setUnit(unit);
+    if (unit !== null && unit !== currentUnit()) setUnit(unit);
+  }
+  unitInput.addEventListener("change", commitTypedUnit);
+  // Enter explicitly: in JupyterLab's notebook, Enter in an output's input fires no change event
+  unitInput.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") commitTypedUnit();
   });
   previous.addEventListener("click", () => setUnit(stepUnit(currentUnit(), -1, model.get("unit_count"))));
   next.addEventListener("click", () => setUnit(stepUnit(currentUnit(), 1, model.get("unit_count"))));
@@ -216,17 +216,20 @@ function render({ model, el }) {
       drawHeader();
     }],
     ["change:visualization", drawVisualization],
-    ["change:visualization_of change:examples_of", drawStale],
-    ["change:examples change:example_maps change:example_images change:example_image_maps change:example_boxes change:example_values change:example_sources", coalesced(examples.draw)],
+    ["change:visualization_of change:examples_of change:words_of", drawStale],
+    [
+      "change:examples change:example_maps change:example_images change:example_image_maps change:example_boxes" +
+        " change:example_values change:example_sources",
+      coalesced(examples.draw),
+    ],
     ["change:example_set change:heat_overlay", examples.drawControls],
     ["change:top_words change:word_baseline", drawWords],
     ["change:query_results change:query_heading", drawQueryResults],
     ["change:query", drawQuery],
     ["change:busy change:progress", drawBusy],
-    ["change:error", showError],
+    ["change:error", banner.update],
   ];
-  const subscriptions = handlers.flatMap(([events, handler]) => events.split(" ").map((event) => [event, handler]));
-  for (const [event, handler] of subscriptions) model.on(event, handler);
+  const unsubscribe = subscribe(model, handlers);
   drawQuery();
   drawHeader();
   drawVisualization();
@@ -234,10 +237,10 @@ function render({ model, el }) {
   drawWords();
   drawQueryResults();
   drawBusy();
-  showError();
+  banner.update();
   return () => {
     save.cancel();
-    for (const [event, handler] of subscriptions) model.off(event, handler);
+    unsubscribe();
   };
 }
 

@@ -6,6 +6,7 @@ import "./probe.css";
 import { barChart, curveChart } from "./charts.js";
 import { decodeArray } from "./codecs.js";
 import { h } from "./dom.js";
+import { errorBanner, subscribe } from "./kit.js";
 
 /** The numbers of a synced `{view, dtype, shape}` array as a plain list (empty when unset). */
 function numbers(value) {
@@ -15,10 +16,10 @@ function numbers(value) {
 
 function render({ model, el }) {
   el.classList.add("cw-probe");
-  const errorBanner = h("div", { class: "cw-error", role: "alert", hidden: true });
+  const banner = errorBanner(model);
   const curveBox = h("div", { class: "cw-chart-box cw-curve-box" });
   const barsBox = h("div", { class: "cw-chart-box cw-bars-box" });
-  el.replaceChildren(errorBanner, h("div", { class: "cw-charts" }, [curveBox, barsBox]));
+  el.replaceChildren(banner.el, h("div", { class: "cw-charts" }, [curveBox, barsBox]));
 
   function drawCurve() {
     curveBox.replaceChildren(curveChart({
@@ -42,11 +43,6 @@ function render({ model, el }) {
     }));
   }
 
-  function showError() {
-    errorBanner.textContent = model.get("error");
-    errorBanner.hidden = !model.get("error");
-  }
-
   function openUnit(row) {
     if (row) model.send({ type: "open", unit: Number(row.dataset.unit) });
   }
@@ -67,15 +63,14 @@ function render({ model, el }) {
   const handlers = [
     ["change:neurons change:accuracy change:step change:curve_title", drawCurve],
     ["change:units change:weights change:bars_title", drawBars],
-    ["change:error", showError],
+    ["change:error", banner.update],
   ];
-  const subscriptions = handlers.flatMap(([events, handler]) => events.split(" ").map((event) => [event, handler]));
-  for (const [event, handler] of subscriptions) model.on(event, handler);
+  const unsubscribe = subscribe(model, handlers);
   drawCurve();
   drawBars();
-  showError();
+  banner.update();
   return () => {
-    for (const [event, handler] of subscriptions) model.off(event, handler);
+    unsubscribe();
   };
 }
 

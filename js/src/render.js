@@ -2,22 +2,24 @@
 
 /**
  * RGBA pixels for a heatmap (uint8 values, width * height): values below `cutoff` (0..1) are
- * transparent, the rest take the colormap's colour at `opacity`.
+ * transparent, the rest take the colormap's colour at `opacity`. With `fade`, the opacity grows
+ * from 0 at the cutoff to `opacity` at the top, so only the hottest parts are tinted fully.
  */
-export function overlayRGBA(map, width, height, { cutoff = 0, lut, opacity = 0.6 }) {
+export function overlayRGBA(map, width, height, { cutoff = 0, lut, opacity = 0.6, fade = false }) {
   if (map.length !== width * height) {
     throw new Error(`heatmap has ${map.length} values, expected ${width} x ${height}`);
   }
   const out = new Uint8ClampedArray(width * height * 4);
   const alpha = Math.round(Math.min(1, Math.max(0, opacity)) * 255);
   const threshold = cutoff * 255;
+  const span = Math.max(1e-9, 255 - threshold);
   for (let i = 0; i < map.length; i++) {
     const value = map[i];
     if (value < threshold) continue;
     out[i * 4] = lut[value * 3];
     out[i * 4 + 1] = lut[value * 3 + 1];
     out[i * 4 + 2] = lut[value * 3 + 2];
-    out[i * 4 + 3] = alpha;
+    out[i * 4 + 3] = fade ? Math.round((alpha * (value - threshold)) / span) : alpha;
   }
   return out;
 }

@@ -5,7 +5,8 @@ import { decodeArray } from "./codecs.js";
 import { h } from "./dom.js";
 import { COLORMAPS, colormapLUT } from "./colormap.js";
 import { addLabel, moveSelection, removeLabel } from "./labels.js";
-import { imageRGBA, legendEnds, legendRGBA, overlayRGBA } from "./render.js";
+import { errorBanner, paintArray, subscribe } from "./kit.js";
+import { legendEnds, legendRGBA, overlayRGBA } from "./render.js";
 import { debouncedSaver } from "./sync.js";
 
 const SLIDER_DEBOUNCE_MS = 150;
@@ -25,7 +26,7 @@ function labelled(text, control) {
 function render({ model, el }) {
   el.classList.add("cw-surgery");
   const uid = `cw-surgery-${++viewCount}`;
-  const errorBanner = h("div", { class: "cw-error", role: "alert", hidden: true });
+  const banner = errorBanner(model, () => Object.values(localErrors));
   const busy = h("div", { class: "cw-busy", text: "computing…", hidden: true });
 
   const base = h("canvas", { class: "cw-base", width: 1, height: 1 });
@@ -64,7 +65,7 @@ function render({ model, el }) {
     h("label", { class: "cw-control cw-check" }, [showPoints, h("span", { text: "point prompts" })]),
   ]);
   const side = h("div", { class: "cw-side" }, [list, input, controls, legend]);
-  el.replaceChildren(errorBanner, h("div", { class: "cw-body" }, [h("div", { class: "cw-view" }, [stage, busy]), side]));
+  el.replaceChildren(banner.el, h("div", { class: "cw-body" }, [h("div", { class: "cw-view" }, [stage, busy]), side]));
 
   // Decoded arrays are cached per trait so redraws (threshold, colormap) never decode again.
   const decoded = {};
@@ -78,11 +79,7 @@ function render({ model, el }) {
     return decoded[name];
   }
 
-  function showError() {
-    const message = [model.get("error"), ...Object.values(localErrors)].filter(Boolean).join("\n");
-    errorBanner.textContent = message;
-    errorBanner.hidden = !message;
-  }
+  const showError = banner.update;
 
   /** `draw` wrapped so a malformed trait becomes a message in the banner, never an exception. */
   function guarded(step, draw) {
@@ -128,9 +125,9 @@ function render({ model, el }) {
     }
     if (image.shape.length !== 3 || image.shape[2] !== 3) throw new Error(`image must be (H, W, 3), got [${image.shape}]`);
     const [height, width] = image.shape;
-    base.width = pointsLayer.width = width;
-    base.height = pointsLayer.height = height;
-    base.getContext("2d").putImageData(new ImageData(imageRGBA(image.data, width, height), width, height), 0, 0);
+    paintArray(base, image);
+    pointsLayer.width = width;
+    pointsLayer.height = height;
     stage.style.aspectRatio = `${width} / ${height}`;
   }
 
@@ -346,9 +343,7 @@ function render({ model, el }) {
     "change:points change:show_points": () => { syncControls(); drawPoints(); },
     "change:error": showError,
   };
-  const subscriptions = Object.entries(handlers).flatMap(([events, handler]) =>
-    events.split(" ").map((event) => [event, handler]));
-  for (const [event, handler] of subscriptions) model.on(event, handler);
+  const unsubscribe = subscribe(model, Object.entries(handlers));
 
   syncControls();
   showError();
@@ -360,7 +355,7 @@ function render({ model, el }) {
 
   return () => {
     saveSlider.cancel();
-    for (const [event, handler] of subscriptions) model.off(event, handler);
+    unsubscribe();
   };
 }
 

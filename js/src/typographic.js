@@ -3,19 +3,11 @@
 import "./typographic.css";
 import { decodeArray } from "./codecs.js";
 import { h } from "./dom.js";
-import { imageRGBA } from "./render.js";
+import { errorBanner, paintArray, subscribe } from "./kit.js";
 import { debouncedSaver } from "./sync.js";
 
 const EDIT_DEBOUNCE_MS = 200;
 const SIDE_PX = 384;
-
-/** Paint a decoded (H, W, 3) uint8 image on a canvas. */
-function paint(canvas, image) {
-  const [height, width] = image.shape;
-  canvas.width = width;
-  canvas.height = height;
-  canvas.getContext("2d").putImageData(new ImageData(imageRGBA(image.data, width, height), width, height), 0, 0);
-}
 
 /** Fractions of the canvas under a pointer event, clamped to [0, 1]. */
 function fractionAt(canvas, event) {
@@ -26,7 +18,7 @@ function fractionAt(canvas, event) {
 
 function render({ model, el }) {
   el.classList.add("cw-typographic");
-  const errorBanner = h("div", { class: "cw-error", role: "alert", hidden: true });
+  const banner = errorBanner(model);
   const textInput = h("input", { class: "cw-text", type: "text", "aria-label": "text written into the image" });
   const sizeInput = h("input", { class: "cw-size", type: "range", min: "0.05", max: "0.6", step: "0.01", "aria-label": "text size" });
   const inkSelect = h("select", { class: "cw-ink", "aria-label": "ink" }, [
@@ -38,7 +30,7 @@ function render({ model, el }) {
   const table = h("table", { class: "cw-probs" });
   const units = h("ol", { class: "cw-units" });
   el.replaceChildren(
-    errorBanner,
+    banner.el,
     h("div", { class: "cw-header" }, [textInput, h("label", { class: "cw-control" }, [h("span", { text: "size" }), sizeInput]), inkSelect, busy]),
     h("div", { class: "cw-body" }, [
       h("div", { class: "cw-stage" }, [canvas]),
@@ -53,7 +45,7 @@ function render({ model, el }) {
     const clean = decodeArray(model.get("image"));
     const shown = dragging ? clean : attacked ?? clean;
     if (!shown) return;
-    paint(canvas, shown);
+    paintArray(canvas, shown);
     const scale = SIDE_PX / Math.max(shown.shape[0], shown.shape[1]);
     canvas.style.width = `${Math.round(shown.shape[1] * scale)}px`;
     if (dragging && textInput.value) {
@@ -104,11 +96,6 @@ function render({ model, el }) {
     inkSelect.value = model.get("ink");
   }
 
-  function showError() {
-    errorBanner.textContent = model.get("error");
-    errorBanner.hidden = !model.get("error");
-  }
-
   textInput.addEventListener("input", () => save("text", textInput.value));
   sizeInput.addEventListener("input", () => save("size", Number(sizeInput.value)));
   inkSelect.addEventListener("change", () => save("ink", inkSelect.value));
@@ -136,18 +123,17 @@ function render({ model, el }) {
     ["change:top_units", drawUnits],
     ["change:text change:size change:ink", drawControls],
     ["change:busy", () => { busy.hidden = !model.get("busy"); }],
-    ["change:error", showError],
+    ["change:error", banner.update],
   ];
-  const subscriptions = handlers.flatMap(([events, handler]) => events.split(" ").map((event) => [event, handler]));
-  for (const [event, handler] of subscriptions) model.on(event, handler);
+  const unsubscribe = subscribe(model, handlers);
   drawControls();
   drawImage();
   drawProbs();
   drawUnits();
-  showError();
+  banner.update();
   return () => {
     save.cancel();
-    for (const [event, handler] of subscriptions) model.off(event, handler);
+    unsubscribe();
   };
 }
 

@@ -29,6 +29,12 @@ test("overlay hides values below the cutoff and colours the rest", () => {
   assert.throws(() => overlayRGBA(map, 3, 2, { lut }), /expected 3 x 2/);
 });
 
+test("a fading overlay is clear at the cutoff and reaches its opacity at the top", () => {
+  const lut = colormapLUT("gray");
+  const pixels = overlayRGBA(Uint8Array.from([0, 51, 153, 255]), 2, 2, { cutoff: 0.2, lut, opacity: 0.8, fade: true });
+  assert.deepEqual([3, 7, 11, 15].map((i) => pixels[i]), [0, 0, 102, 204]);
+});
+
 test("legend runs low to high; image gets an opaque alpha", () => {
   const lut = colormapLUT("gray");
   const legend = legendRGBA(lut, 4, 1);

@@ -247,12 +247,22 @@ class LabNotebook:
 
     def run_next(self) -> str:
         """Run the active cell, wait until it finished, and return its text output."""
+        return self.wait(self.start_next())
+
+    def start_next(self) -> int:
+        """Start running the next cell and return its index at once, while the kernel is busy
+        with it; :meth:`wait` waits for it."""
         index = self.next_cell
         self.page.evaluate(
             "index => { const nb = window.jupyterapp.shell.currentWidget.content; nb.activeCellIndex = index;"
             " return window.jupyterapp.commands.execute('notebook:run-cell'); }",
             index,
         )
+        self.next_cell += 1
+        return index
+
+    def wait(self, index: int) -> str:
+        """Wait until cell ``index`` finished and return its text output."""
         self.page.wait_for_function(
             "index => { const w = window.jupyterapp.shell.currentWidget;"
             " const cell = w.content.widgets[index];"
@@ -260,7 +270,6 @@ class LabNotebook:
             arg=index,
             timeout=self.timeout_ms,
         )
-        self.next_cell += 1
         text = self.page.evaluate(
             "index => window.jupyterapp.shell.currentWidget.content.widgets[index].node"
             ".querySelector('.jp-OutputArea')?.innerText ?? ''",

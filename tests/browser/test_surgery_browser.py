@@ -30,7 +30,8 @@ CELLS = [
     # 3: a failure shows in the widget, and the widget keeps working
     "def broken(*a, **k):\n    raise RuntimeError('text tower unavailable')\n"
     "session.encode_text, saved = broken, session.encode_text\n"
-    "w.labels = ['cat', 'dog']",
+    "try:\n    w.labels = ['cat', 'dog']  # from Python a failure raises, and shows in the widget too\n"
+    "except RuntimeError as e:\n    print('raised', e)",
     # 4: recovery
     "session.encode_text = saved\nw.labels = ['face', 'rocket']\nprint(repr(w.error))",
 ]
@@ -120,7 +121,7 @@ def test_surgery_widget_in_jupyterlab(page, lab_server, tmp_path):
     assert points["opaque"] > 0, "point prompts are drawn"
 
     # Errors show in the widget; the widget and kernel stay alive and recover.
-    notebook.run_next()
+    assert notebook.run_next().strip() == "raised text tower unavailable"
     error = widget.locator(".cw-error")
     error.wait_for(state="visible")
     assert "text tower unavailable" in error.inner_text()
