@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Sequence
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .collection import pending_batches, read_batch, run_checkpointed, trim_log, write_log
 from .errors import ClipWidgetsError
 from .examples import positions_of
-from .images import _expand, load_image, skip_warning
 
 META_FILE = "meta.json"
 STATE_FILE = "state.json"
@@ -125,10 +124,7 @@ def collect_activations(
     for name, size in ((ACTIVATIONS_FILE, rows * row_bytes), (ORIGINS_FILE, rows * 12)):
         with (root / name).open("ab") as f:
             f.truncate(size)
-    with (root / SOURCES_FILE).open("a+") as f:
-        f.seek(0)
-        kept = f.read().splitlines()[:processed]
-    (root / SOURCES_FILE).write_text("".join(line + "\n" for line in kept))
+    trim_log(root / SOURCES_FILE, processed)
 
     def save() -> None:
         for name in (ACTIVATIONS_FILE, ORIGINS_FILE, SOURCES_FILE):
@@ -143,51 +139,30 @@ def collect_activations(
         ORIGINS_FILE: (root / ORIGINS_FILE).open("ab"),
         SOURCES_FILE: (root / SOURCES_FILE).open("a"),
     }
-    stream = enumerate(_expand(sources))
-    stream = islice(stream, processed, None)
+
+    def process(batch: list) -> None:
+        nonlocal processed, rows
+        pixels, indices, lines = read_batch(session, batch)
+        if pixels is not None:
+            with torch.no_grad():
+                captured, _ = session.layers.forward(pixels, layer)
+            values, grid = positions_of(captured[layer].float().cpu())
+            chunks, origins = [], []
+            for i, index in enumerate(indices):
+                picked = _sample_positions(index, seed, per_image, values.shape[1])
+                chunks.append(values[i, picked].numpy().astype(np.float16))
+                origins += [(index, *divmod(int(p), grid[1])) for p in picked]
+            block = np.concatenate(chunks)
+            files[ACTIVATIONS_FILE].write(block.tobytes())
+            files[ORIGINS_FILE].write(np.asarray(origins, np.int32).tobytes())
+            rows += len(block)
+        write_log(files[SOURCES_FILE], lines)
+        processed += len(batch)
+
     bar = tqdm(total=total, initial=processed, desc=f"activations of {layer}", unit="img", disable=not progress)
-    since_save, consistent = 0, True
     try:
-        while batch := list(islice(stream, batch_size)):
-            consistent = False
-            images, indices, lines = [], [], []
-            for index, source in batch:
-                name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else f"<item {index}>"
-                try:  # reading and preprocessing concern this item alone: a failure skips only it
-                    images.append(session.preprocess(load_image(source)))
-                except Exception as e:  # noqa: BLE001 - named in the warning and in the store
-                    lines.append({"source": name, "error": skip_warning(name, e)})
-                    continue
-                indices.append(index)
-                in_memory = not isinstance(source, (str, os.PathLike))
-                lines.append({"source": name, "in_memory": True} if in_memory else {"source": name})
-            if images:
-                with torch.no_grad():
-                    captured, _ = session.layers.forward(torch.cat(images), layer)
-                values, grid = positions_of(captured[layer].float().cpu())
-                chunks, origins = [], []
-                for i, index in enumerate(indices):
-                    picked = _sample_positions(index, seed, per_image, values.shape[1])
-                    chunks.append(values[i, picked].numpy().astype(np.float16))
-                    origins += [(index, *divmod(int(p), grid[1])) for p in picked]
-                block = np.concatenate(chunks)
-                files[ACTIVATIONS_FILE].write(block.tobytes())
-                files[ORIGINS_FILE].write(np.asarray(origins, np.int32).tobytes())
-                rows += len(block)
-            files[SOURCES_FILE].write("".join(json.dumps(line) + "\n" for line in lines))
-            processed += len(batch)
-            consistent = True
-            bar.update(len(batch))
-            since_save += 1
-            if since_save >= checkpoint_every:
-                save()
-                since_save = 0
-    except KeyboardInterrupt:
-        bar.write(f"interrupted after {processed} images; run the same call again to resume")
+        run_checkpointed(pending_batches(sources, processed, batch_size), process, save, bar, checkpoint_every)
     finally:
-        bar.close()
-        if consistent:  # else the last checkpoint stands and the cut-off batch is redone on resume
-            save()
         for f in files.values():
             f.close()
     return ActivationStore(root)

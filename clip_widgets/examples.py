@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +30,9 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .collection import pending_batches, read_batch, run_checkpointed, trim_log, write_log
 from .errors import ClipWidgetsError
-from .images import _expand, load_image, skip_warning
+from .images import load_image
 
 STATE_FILE = "state.npz"
 SOURCES_FILE = "sources.jsonl"
@@ -188,15 +188,6 @@ def crop_around(view: Image.Image, example: Example, scale: float = 2.0) -> Imag
     return view.crop(crop_box(view.size, example, scale))
 
 
-def _describe(source: Any, index: int) -> str:
-    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else f"<item {index}>"
-
-
-def _batches(items: Iterator[tuple[int, Any]], size: int) -> Iterator[list[tuple[int, Any]]]:
-    while batch := list(islice(items, size)):
-        yield batch
-
-
 def collect_examples(
     session: Any,
     sources: Iterable[Any] | str | os.PathLike,
@@ -253,10 +244,7 @@ def collect_examples(
             tables[name, which] = table
     processed = result.processed
     # cut the sources log back to what the tables include: items after the checkpoint are redone
-    with (root / SOURCES_FILE).open("a+") as f:
-        f.seek(0)
-        kept = f.read().splitlines()[:processed]
-    (root / SOURCES_FILE).write_text("".join(line + "\n" for line in kept))
+    trim_log(root / SOURCES_FILE, processed)
 
     def save() -> None:
         arrays = {"processed": np.array(processed)}
@@ -268,51 +256,26 @@ def collect_examples(
         np.savez(tmp, **arrays)
         os.replace(tmp, root / STATE_FILE)  # atomic: a kill mid-save keeps the previous state
 
-    stream = islice(enumerate(_expand(sources)), processed, None)
+    def process(batch: list) -> None:
+        nonlocal processed
+        pixels, indices, lines = read_batch(session, batch)
+        if pixels is not None:
+            with torch.no_grad():
+                captured, _ = session.layers.forward(pixels, *layers)
+            items = torch.tensor(indices)
+            for name in layers:
+                values, _grid = positions_of(captured[name].float().cpu())
+                high, high_at = values.max(dim=1)
+                low, low_at = values.min(dim=1)
+                tables[name, "top"].merge(high, high_at, items)
+                tables[name, "bottom"].merge(low, low_at, items)
+        write_log(log, lines)
+        log.flush()
+        processed += len(batch)
+
     bar = tqdm(total=total, initial=processed, desc="dataset examples", unit="img", disable=not progress)
-    log = (root / SOURCES_FILE).open("a")
-    batches_since_save = 0
-    consistent = True  # the tables include exactly the first `processed` items
-    try:
-        for batch in _batches(stream, batch_size):
-            images, indices, lines = [], [], []
-            for index, source in batch:
-                name = _describe(source, index)
-                try:  # reading and preprocessing concern this item alone: a failure skips only it
-                    images.append(session.preprocess(load_image(source)))
-                except Exception as e:  # noqa: BLE001 - named in the warning and in the store
-                    lines.append({"source": name, "error": skip_warning(name, e)})
-                    continue
-                indices.append(index)
-                in_memory = not isinstance(source, (str, os.PathLike))
-                lines.append({"source": name, "in_memory": True} if in_memory else {"source": name})
-            consistent = False
-            if images:
-                with torch.no_grad():
-                    captured, _ = session.layers.forward(torch.cat(images), *layers)
-                items = torch.tensor(indices)
-                for name in layers:
-                    values, _grid = positions_of(captured[name].float().cpu())
-                    high, high_at = values.max(dim=1)
-                    low, low_at = values.min(dim=1)
-                    tables[name, "top"].merge(high, high_at, items)
-                    tables[name, "bottom"].merge(low, low_at, items)
-            log.write("".join(json.dumps(line) + "\n" for line in lines))
-            log.flush()
-            processed += len(batch)
-            consistent = True
-            bar.update(len(batch))
-            batches_since_save += 1
-            if batches_since_save >= checkpoint_every:
-                save()
-                batches_since_save = 0
-    except KeyboardInterrupt:
-        bar.write(f"interrupted after {processed} images; run the same call again to resume")
-    finally:
-        log.close()
-        bar.close()
-        if consistent:  # else the last checkpoint stands and the cut-off batch is redone on resume
-            save()
+    with (root / SOURCES_FILE).open("a") as log:
+        run_checkpointed(pending_batches(sources, processed, batch_size), process, save, bar, checkpoint_every)
     result._load_state()
     return result
 
