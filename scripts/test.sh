@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Lint, JS unit tests, then every Python test: compute modules, widgets, headless-Chromium widget
-# tests in JupyterLab, and notebook execution. Extra arguments go to pytest.
+# tests in JupyterLab, Notebook 7 and Voila, and notebook execution. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -x .venv/bin/python ] || [ ! -f clip_widgets/static/surgery.js ] || [ ! -d js/node_modules ]; then
+# A venv made before a test dependency was added (Notebook 7, Voila) is brought up to date too.
+if [ ! -x .venv/bin/python ] || [ ! -f clip_widgets/static/surgery.js ] || [ ! -d js/node_modules ] \
+  || ! .venv/bin/python -c "import notebook, voila" 2>/dev/null; then
   bash scripts/install.sh
 fi
 # In CI a browser test that cannot start Chromium fails instead of skipping.

@@ -13,8 +13,10 @@ nb.cells = [
     md(
         "# The multimodal-neuron lab\n\n"
         "Saliency maps, class images, DeepDream, typographic attacks and sparse probes on the embedded "
-        "model, then all the widgets together in one `Lab` (a page that Voila serves as a dashboard: "
-        "`voila notebooks/multimodal_lab.ipynb`)."
+        "model, then all the widgets together in one `Lab`.\n\n"
+        "**For a dashboard, serve `notebooks/lab_dashboard.ipynb` with Voila** "
+        "(`voila notebooks/lab_dashboard.ipynb`): it shows the `Lab` within seconds and computes the heavy parts "
+        "after it is on screen, where Voila would show this notebook only once every cell below has run."
     ),
     code(
         "import numpy as np\n\n"
