@@ -72,6 +72,15 @@ RECIPES: dict[str, tuple[Stage, ...]] = {
 """Stages per shipped model. The lessons were added to the world one run at a time, so a stage
 that ran before a lesson existed saw a world without it; replayed today, every stage sees the
 whole world."""
+RECIPES["world-rn-robust"] = (
+    *RECIPES["world-rn"],
+    Stage(
+        "robust",
+        f"{_RN_FINE_TUNE} --steps 400 --lr 2e-4 --warmup 20 --read 1.0 --word-twins 0.3 --prompt-loss 1.0 "
+        "--adversarial 0.005 --clean-writing",
+        "adversarial scenes (writing and photos left clean)",
+    ),
+)
 
 
 def stage_dirs(out: Path, stages: tuple[Stage, ...]) -> list[Path]:
