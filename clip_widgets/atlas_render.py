@@ -95,6 +95,25 @@ def class_rows(attributions: np.ndarray, class_index: int) -> np.ndarray:
     return np.flatnonzero((best == class_index) & (attributions[:, class_index] > 0))
 
 
+def mosaic(cells: np.ndarray) -> np.ndarray:
+    """``(rows, cols, H, W, C)`` pictures laid out as one ``(rows * H, cols * W, C)`` image, each at its
+    cell: the one layout of an atlas, whole (:func:`render_atlas`) or tile by tile (the widget)."""
+    rows, cols, height, width, channels = cells.shape
+    return np.ascontiguousarray(cells.transpose(0, 2, 1, 3, 4).reshape(rows * height, cols * width, channels))
+
+
+def resize_icons(icons: np.ndarray, side: int) -> np.ndarray:
+    """``(rows, cols, H, W, 3)`` uint8 icons at ``side`` x ``side`` pixels (bilinear); as they are if
+    already that size."""
+    from PIL import Image  # noqa: PLC0415
+
+    if icons.shape[2:4] == (side, side):
+        return icons
+    resized = [[np.asarray(Image.fromarray(icon).resize((side, side), Image.Resampling.BILINEAR)) for icon in line]
+               for line in icons]  # fmt: skip
+    return np.asarray(resized, np.uint8).reshape(*icons.shape[:2], side, side, icons.shape[-1])
+
+
 def render_atlas(icons: np.ndarray, opacity: np.ndarray | None = None, background: int = 255) -> np.ndarray:
     """The atlas as one ``(size * H, size * W, 3)`` uint8 image: icon (row, col) at its place,
     blended towards ``background`` by ``opacity``; empty (all-zero) icons are left as background."""
@@ -103,7 +122,7 @@ def render_atlas(icons: np.ndarray, opacity: np.ndarray | None = None, backgroun
     empty = ~icons.reshape(size, size, -1).any(-1)
     alpha = np.where(empty, 0.0, alpha)[:, :, None, None, None]
     blended = icons.astype(np.float32) * alpha + background * (1 - alpha)
-    return np.rint(blended).astype(np.uint8).transpose(0, 2, 1, 3, 4).reshape(size * height, size * width, 3)
+    return mosaic(np.rint(blended).astype(np.uint8))
 
 
 def save_tile_pyramid(levels: dict[int, np.ndarray], directory: str | os.PathLike, tile_cells: int = 8) -> dict:

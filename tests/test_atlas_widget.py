@@ -178,3 +178,17 @@ def test_every_entry_point_reports_in_the_widget_and_recovers(session, atlas, mo
     widget._handle_custom_msg({"type": "cell", "id": 7, "level": 4, "row": 9, "col": 0}, [])
     ((reply, _),) = sent
     assert reply["type"] == "cell_error" and reply["id"] == 7 and reply["message"] in widget.error
+
+
+def test_a_tile_is_the_matching_piece_of_the_rendered_atlas(session, atlas):
+    from clip_widgets.atlas_render import render_atlas
+
+    icons = atlas.icons[4]
+    native = icons.shape[2]
+    widget = AtlasWidget(atlas, session=session, tile_cells=2, icon_px=native)
+    tile = widget.tile(4, 1, 0)  # cells rows 2-3, cols 0-1
+    whole = render_atlas(icons)  # empty cells blend to white; filled ones are the icons themselves
+    piece = whole[2 * native : 4 * native, 0 : 2 * native]
+    opaque = tile[..., 3] == 255
+    assert opaque.any()
+    np.testing.assert_array_equal(tile[..., :3][opaque], piece[opaque])

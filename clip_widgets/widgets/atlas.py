@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 import traitlets
-from PIL import Image
 
 from ..atlas import Atlas
+from ..atlas_render import mosaic, resize_icons
 from ..examples import Example, crop_box, model_view, positions_of
 from ._base import STATIC, WidgetBase, entry_point
 
@@ -169,18 +169,10 @@ class AtlasWidget(WidgetBase):
             opacity = self._atlas.opacity(size, name) if name in self._atlas.classes else None
             alpha = np.ones(block.shape[:2], np.float32) if opacity is None else opacity[cells, cols]
             alpha = np.where(self._atlas.grid(size).filled[cells, cols], alpha, 0.0)
-            rows_n, cols_n, height, width, _ = block.shape
-            side = self.icon_px
-            if (height, width) != (side, side):
-                block = np.stack([
-                    np.stack([np.asarray(Image.fromarray(icon).resize((side, side), Image.Resampling.BILINEAR))
-                              for icon in line])
-                    for line in block
-                ])  # fmt: skip
+            block = resize_icons(block, self.icon_px)
             opaque = np.rint(alpha * 255).astype(np.uint8)[:, :, None, None, None]
-            rgba = np.concatenate([block, np.broadcast_to(opaque, (rows_n, cols_n, side, side, 1))], -1)
-            picture = rgba.transpose(0, 2, 1, 3, 4).reshape(rows_n * side, cols_n * side, 4)
-            self._tile_cache[key] = np.ascontiguousarray(picture)
+            rgba = np.concatenate([block, np.broadcast_to(opaque, (*block.shape[:4], 1))], -1)
+            self._tile_cache[key] = mosaic(rgba)
         return self._tile_cache[key]
 
     @entry_point(clears=False)
