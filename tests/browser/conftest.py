@@ -8,6 +8,7 @@ skip, unless ``CLIP_WIDGETS_REQUIRE_BROWSER=1`` (set by scripts/test.sh in CI): 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -55,15 +56,32 @@ def chromium():
         browser.close()
 
 
-@pytest.fixture
-def browser_page(chromium, jupyter_server, request):
+@contextlib.contextmanager
+def console_page(chromium):
+    """A fresh context and page whose ``console_errors`` collects console errors and uncaught
+    page errors; the context is closed after."""
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.console_errors = []
     page.on("pageerror", lambda error: page.console_errors.append(f"pageerror: {error}"))
     page.on("console", lambda msg: msg.type == "error" and page.console_errors.append(msg.text))
-    yield page
-    context.close()
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def lone_page(chromium):
+    """A page with no JupyterLab behind it (Voila, saved pages)."""
+    with console_page(chromium) as page:
+        yield page
+
+
+@pytest.fixture
+def browser_page(chromium, jupyter_server, request):
+    with console_page(chromium) as page:
+        yield page
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
         print(f"--- browser console errors ---\n{page.console_errors}")

@@ -60,9 +60,11 @@ def free_port() -> int:
 
 
 @dataclass
-class LabServer:
+class ServerProcess:
+    """A server started as its own process group (so stopping it also stops its kernels),
+    logging to ``log_path``."""
+
     url: str
-    root_dir: Path
     process: subprocess.Popen
     log_path: Path
 
@@ -81,6 +83,11 @@ class LabServer:
                 self.process.wait(timeout=15)
         with contextlib.suppress(ProcessLookupError):  # kernels that outlived the server
             os.killpg(self.process.pid, signal.SIGKILL)
+
+
+@dataclass
+class LabServer(ServerProcess):
+    root_dir: Path
 
 
 def start_lab(root_dir: Path, log_path: Path, timeout: float = 90.0) -> LabServer:
@@ -110,7 +117,7 @@ def start_lab(root_dir: Path, log_path: Path, timeout: float = 90.0) -> LabServe
     }
     log = open(log_path, "w")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    server = LabServer(f"http://127.0.0.1:{port}", root_dir, process, Path(log_path))
+    server = LabServer(f"http://127.0.0.1:{port}", process, Path(log_path), root_dir)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -20,39 +20,32 @@ OVERLAY_HASH = (
 )
 
 
-def test_a_saved_surgery_widget_draws_offline(chromium, tmp_path):
+def test_a_saved_surgery_widget_draws_offline(lone_page, tmp_path):
     session = ModelSession.load("small-vit")
     widget = SurgeryWidget(session, data.astronaut(), ["face", "rocket", "</script><b>x</b>"], max_side=192,
                            threshold=0.05)  # fmt: skip
     path = widget.save_html(tmp_path / "saved" / "surgery.html")
-    context = chromium.new_context(viewport={"width": 1000, "height": 800})
-    page = context.new_page()
-    requests, errors = [], []
+    page, requests = lone_page, []
     page.on("request", lambda request: requests.append(request.url))
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
-    try:
-        page.goto(path.as_uri())
-        page.wait_for_function("() => document.querySelector('[data-cw-widget]')?.dataset.cwRendered", timeout=20_000)
-        assert page.get_attribute("[data-cw-widget]", "data-cw-rendered") == "true", page.inner_text("body")
-        # only the page itself and its in-page module: nothing from a network
-        assert all(url.startswith(("file:", "blob:", "data:")) for url in requests), requests
-        # the image canvas holds the widget's pixels
-        base = page.eval_on_selector(".cw-surgery .cw-base", CANVAS_STATS)
-        assert [base["height"], base["width"]] == list(widget.image.shape[:2])
-        for shown, expected in zip(base["mean"], widget.image.reshape(-1, 3).mean(0), strict=True):
-            assert abs(shown - expected) < 1.0
-        # the heatmap is drawn, and redrawn for another label without a kernel (all maps are in the page)
-        assert page.eval_on_selector(".cw-surgery .cw-overlay", CANVAS_STATS)["opaque"] > 0.05
-        before = page.evaluate(OVERLAY_HASH)
-        page.locator(".cw-surgery .cw-label").nth(1).click()
-        page.wait_for_function(f"h => ({OVERLAY_HASH})() !== h", arg=before)
-        # labels are text: the one that looks like markup neither ends the page's script nor renders
-        assert page.locator(".cw-label-text").all_inner_texts() == widget.labels
-        assert page.locator(".cw-surgery b").count() == 0
-        assert not errors, errors
-    finally:
-        context.close()
+    page.goto(path.as_uri())
+    page.wait_for_function("() => document.querySelector('[data-cw-widget]')?.dataset.cwRendered", timeout=20_000)
+    assert page.get_attribute("[data-cw-widget]", "data-cw-rendered") == "true", page.inner_text("body")
+    # only the page itself and its in-page module: nothing from a network
+    assert all(url.startswith(("file:", "blob:", "data:")) for url in requests), requests
+    # the image canvas holds the widget's pixels
+    base = page.eval_on_selector(".cw-surgery .cw-base", CANVAS_STATS)
+    assert [base["height"], base["width"]] == list(widget.image.shape[:2])
+    for shown, expected in zip(base["mean"], widget.image.reshape(-1, 3).mean(0), strict=True):
+        assert abs(shown - expected) < 1.0
+    # the heatmap is drawn, and redrawn for another label without a kernel (all maps are in the page)
+    assert page.eval_on_selector(".cw-surgery .cw-overlay", CANVAS_STATS)["opaque"] > 0.05
+    before = page.evaluate(OVERLAY_HASH)
+    page.locator(".cw-surgery .cw-label").nth(1).click()
+    page.wait_for_function(f"h => ({OVERLAY_HASH})() !== h", arg=before)
+    # labels are text: the one that looks like markup neither ends the page's script nor renders
+    assert page.locator(".cw-label-text").all_inner_texts() == widget.labels
+    assert page.locator(".cw-surgery b").count() == 0
+    assert not page.console_errors, page.console_errors
 
 
 def test_a_page_needs_a_widget(tmp_path):

@@ -51,17 +51,6 @@ def lab_cells(release: Path) -> list[str]:
     ]
 
 
-@pytest.fixture
-def voila_page(chromium, request):
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.console_errors = []
-    page.on("pageerror", lambda error: page.console_errors.append(f"pageerror: {error}"))
-    page.on("console", lambda msg: msg.type == "error" and page.console_errors.append(msg.text))
-    yield page
-    context.close()
-
-
 def tab(page, title: str):
     return page.locator(".lm-TabBar-tab", has_text=title).first
 
@@ -81,8 +70,8 @@ def check_bars_drawn(page, tmp_path: Path, name: str) -> None:
     assert pixels_like(picture, rgb(widest["fill"])) >= 0.6 * area
 
 
-def test_lab_in_voila_draws_the_image_the_progress_and_then_the_probe(voila_page, tmp_path):
-    page, release = voila_page, tmp_path / "release-probe"
+def test_lab_in_voila_draws_the_image_the_progress_and_then_the_probe(lone_page, tmp_path):
+    page, release = lone_page, tmp_path / "release-probe"
     notebook = write_notebook(tmp_path / "lab.ipynb", lab_cells(release))
     with voila(notebook, tmp_path / "voila.log", env=VOILA_ENV) as server:
         try:
@@ -121,8 +110,8 @@ def test_lab_in_voila_draws_the_image_the_progress_and_then_the_probe(voila_page
     assert not [e for e in page.console_errors if "cw-" in e or "probe" in e.lower()], page.console_errors
 
 
-def test_the_dashboard_draws_its_first_widget_quickly_and_the_probe_after(voila_page, tmp_path):
-    page = voila_page
+def test_the_dashboard_draws_its_first_widget_quickly_and_the_probe_after(lone_page, tmp_path):
+    page = lone_page
     with voila(DASHBOARD, tmp_path / "voila.log", env=VOILA_ENV) as server:
         try:
             seconds = seconds_to_first_drawn_canvas(page, server, ".cw-surgery", timeout=180)

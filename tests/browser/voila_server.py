@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .harness import free_port
+from .harness import ServerProcess, free_port
 
 # A Voila page's widget outputs, as its lab template lays them out.
 VOILA_OUTPUT = ".jp-OutputArea-output"
@@ -33,27 +32,8 @@ CANVAS_DRAWN = """css => [...document.querySelectorAll(`${css} canvas`)].some(c 
 
 
 @dataclass
-class VoilaServer:
-    url: str
+class VoilaServer(ServerProcess):
     notebook: Path
-    process: subprocess.Popen
-    log_path: Path
-
-    def log_tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        """Stop Voila and the kernels it started (they share its process group)."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=15)
-        with contextlib.suppress(ProcessLookupError):  # kernels that outlived the server
-            os.killpg(self.process.pid, signal.SIGKILL)
 
 
 def _answers(port: int) -> bool:
@@ -89,7 +69,7 @@ def start_voila(
     process = subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True, cwd=notebook.parent
     )
-    server = VoilaServer(f"http://127.0.0.1:{port}/", Path(notebook), process, Path(log_path))
+    server = VoilaServer(f"http://127.0.0.1:{port}/", process, Path(log_path), Path(notebook))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
