@@ -114,8 +114,12 @@ def unit_legibility(makers: dict, readers: dict, units: int, steps: int | None, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["world-vit", "world-rn"],
-                        help="embedded names, export directories or checkpoints loadable by ModelSession.load")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["world-vit", "world-rn"],
+        help="embedded names, export directories or checkpoints loadable by ModelSession.load",
+    )
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--steps", type=int, default=None, help="optimization steps (default: each method's own)")
     parser.add_argument("--units", type=int, default=0, help="score the first N units of a late layer (0: skip)")

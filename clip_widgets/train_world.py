@@ -33,8 +33,8 @@ from .train_losses import PROMPT_SETS, adversarial_pixels, clip_loss, prompt_los
 from .world import CLASSES, class_prompt, draw_scene
 from .world_batches import CIFAR_CLASSES, PREPROCESS, Batches, WorldMix, load_cifar, to_pixels
 
-__all__ = ["ARCHITECTURES", "Batches", "WorldMix", "adversarial_pixels", "clip_loss", "evaluate", "export", "main",
-           "preprocess_cfg", "build_parser"]  # fmt: skip
+__all__ = ["ARCHITECTURES", "Batches", "WorldMix", "adversarial_pixels", "build_parser", "clip_loss", "distill_loss",
+           "evaluate", "export", "load_teacher", "main", "preprocess_cfg"]  # fmt: skip
 
 WORLD_CONFIG = {
     "embed_dim": 128,
@@ -113,6 +113,38 @@ def export(model: torch.nn.Module, directory: Path, metrics: dict | None = None,
     (directory / "open_clip_config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
+def load_teacher(directory: Path, student: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The exported model in ``directory``, frozen on ``device``; its text tower and logit scale
+    are copied into ``student`` and frozen there, so the student's image tower learns into the
+    teacher's embedding space and is read with the teacher's words."""
+    from safetensors.torch import load_file  # noqa: PLC0415
+
+    config = json.loads((directory / "open_clip_config.json").read_text())["model_cfg"]
+    teacher = open_clip.CLIP(**config)
+    teacher.load_state_dict({k: v.float() for k, v in load_file(directory / "open_clip_model.safetensors").items()})
+    teacher.eval().requires_grad_(False).to(device)
+    text_state = {k: v for k, v in teacher.state_dict().items() if not k.startswith("visual.")}
+    missing = student.load_state_dict(text_state, strict=False)
+    if missing.unexpected_keys:
+        raise ValueError(f"{directory}: its text tower does not fit the student's ({missing.unexpected_keys[:3]})")
+    for name, parameter in student.named_parameters():
+        if not name.startswith("visual."):
+            parameter.requires_grad_(False)
+    return teacher
+
+
+def distill_loss(image_features: torch.Tensor, teacher: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    """1 - cosine between the student's image embeddings and the teacher's on the same images, at
+    the teacher's input size (the scenes are drawn at 64 px; bilinear scaling, as ``to_pixels``)."""
+    size = teacher.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else int(size)
+    with torch.no_grad():
+        if pixels.shape[-1] != size:
+            pixels = F.interpolate(pixels, size=(size, size), mode="bilinear", align_corners=False)
+        target = F.normalize(teacher.encode_image(pixels), dim=-1)
+    return (1 - (F.normalize(image_features, dim=-1) * target).sum(-1)).mean()
+
+
 def _start_worker(_worker_id: int) -> None:
     # Ctrl-C and `pkill` reach the data workers too; they must outlive them until the main process
     # has finished its step and saved, then they are shut down with the loader.
@@ -181,6 +213,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompt-loss", type=float, default=0.0, metavar="WEIGHT",
                         help="add this weight of zero-shot cross-entropy over the class prompts, for images "
                              "captioned with one (train_losses.prompt_loss)")  # fmt: skip
+    parser.add_argument(
+        "--teacher",
+        type=Path,
+        default=None,
+        help="an export directory (e.g. clip_widgets/models/world-rn) whose image embeddings the "
+        "image tower learns to match; its text tower and logit scale are copied in and frozen",
+    )
+    parser.add_argument(
+        "--distill",
+        type=float,
+        default=5.0,
+        metavar="WEIGHT",
+        help="with --teacher, the weight of 1 - cos(image embedding, teacher's)",
+    )
     parser.add_argument("--save-every", type=int, default=100)
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--eval-scenes", type=int, default=600, help="held-out scenes per periodic evaluation")
@@ -235,6 +281,10 @@ def main(argv: list[str] | None = None) -> None:
         model.load_state_dict({k: v.float() for k, v in load_file(weights).items()})
         print(f"starting from the weights in {weights}")
 
+    teacher = None
+    if args.teacher is not None:
+        teacher = load_teacher(args.teacher, model, device)
+        print(f"distilling from {args.teacher} (its text tower and logit scale, frozen)")
     model.to(device)
     # The optimizer's moments follow the parameters (a checkpoint written on a GPU resumes on a CPU too).
     for state in optimizer.state.values():
@@ -290,15 +340,19 @@ def main(argv: list[str] | None = None) -> None:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
             pixels = pixels.to(device, non_blocking=True)
-            text_features = model.encode_text(tokenizer(captions).to(device, non_blocking=True))
+            with torch.set_grad_enabled(teacher is None):  # a taught student's text tower is frozen
+                text_features = model.encode_text(tokenizer(captions).to(device, non_blocking=True))
             if args.adversarial:
                 clean = written if args.clean_writing else None
                 pixels = adversarial_pixels(model, pixels, text_features.detach(), captions, args.adversarial, clean)
             image_features = model.encode_image(pixels)
             loss = clip_loss(image_features, text_features, model.logit_scale.exp(), captions)
             if args.prompt_loss:
-                prompts = [model.encode_text(tokenizer(list(p)).to(device)) for p in PROMPT_SETS]
+                with torch.set_grad_enabled(teacher is None):
+                    prompts = [model.encode_text(tokenizer(list(p)).to(device)) for p in PROMPT_SETS]
                 loss = loss + args.prompt_loss * prompt_loss(image_features, prompts, model.logit_scale.exp(), captions)
+            if teacher is not None:
+                loss = loss + args.distill * distill_loss(image_features, teacher, pixels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -237,8 +237,29 @@ def draw_scene(
     return Scene(image=image, caption=caption, objects=placed, word=word, word_mask=word_mask)
 
 
-_ONSETS = (*"bcdfghjklmnprstvwz", "bl", "br", "ch", "cl", "cr", "dr", "fl", "fr", "gl", "gr", "pl", "pr", "sh",
-           "sl", "sp", "st", "str", "th", "tr", "wh")
+_ONSETS = (
+    *"bcdfghjklmnprstvwz",
+    "bl",
+    "br",
+    "ch",
+    "cl",
+    "cr",
+    "dr",
+    "fl",
+    "fr",
+    "gl",
+    "gr",
+    "pl",
+    "pr",
+    "sh",
+    "sl",
+    "sp",
+    "st",
+    "str",
+    "th",
+    "tr",
+    "wh",
+)
 _NUCLEI = (*"aeiou", "ai", "ea", "ee", "oo", "ou")
 _CODAS = ("", "", "", *"lmnrst", "ck", "ld", "mp", "nd", "ng", "nt", "rd", "rk", "sh", "st", "ll")
 

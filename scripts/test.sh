@@ -13,6 +13,7 @@ if [ -n "${CI:-}" ]; then export CLIP_WIDGETS_REQUIRE_BROWSER=1; fi
 
 echo "== ruff"
 .venv/bin/ruff check clip_widgets tests bench tools
+.venv/bin/ruff format --check clip_widgets tests bench tools
 echo "== JS build and tests"
 (cd js && npm run build --silent && npm test --silent)
 echo "== Python tests"

@@ -12,8 +12,18 @@ from clip_widgets.session import ModelSession
 from clip_widgets.testing import tiny_config
 
 VIT_NAMES = ["conv1", "ln_pre", "blocks.0.mlp", "blocks.0", "blocks.1.mlp", "blocks.1", "ln_post"]
-RESNET_NAMES = ["stem", "layer1", "layer1.0", "layer2", "layer2.0", "layer3", "layer3.0",
-                "layer4", "layer4.0", "attnpool"]
+RESNET_NAMES = [
+    "stem",
+    "layer1",
+    "layer1.0",
+    "layer2",
+    "layer2.0",
+    "layer3",
+    "layer3.0",
+    "layer4",
+    "layer4.0",
+    "attnpool",
+]
 
 
 @pytest.fixture(params=["vit", "resnet"])

@@ -242,3 +242,36 @@ def test_prompt_loss_is_zero_shot_cross_entropy_over_each_prompt_set():
     loss.backward()  # the uncaptioned images get no gradient
     assert images.grad[3:].abs().max() == 0 and images.grad[:3].abs().max() > 0
     assert prompt_loss(images, prompts, torch.tensor(10.0), ["a cat", "a sign"]).item() == 0
+
+
+def test_a_taught_student_takes_the_teachers_words_and_learns_its_image_embeddings(tmp_path):
+    import open_clip  # noqa: PLC0415
+
+    from clip_widgets.train_world import WORLD_CONFIG, WORLD_RN_CONFIG, distill_loss, load_teacher  # noqa: PLC0415
+
+    torch.manual_seed(5)
+    export(open_clip.CLIP(**WORLD_RN_CONFIG), tmp_path / "teacher", model_cfg=WORLD_RN_CONFIG)
+    student = open_clip.CLIP(**WORLD_CONFIG)
+    teacher = load_teacher(tmp_path / "teacher", student, torch.device("cpu"))
+    teacher_state = teacher.state_dict()
+    for name in ("token_embedding.weight", "text_projection", "logit_scale"):
+        torch.testing.assert_close(student.state_dict()[name], teacher_state[name])
+    assert all(not p.requires_grad for n, p in student.named_parameters() if not n.startswith("visual."))
+    assert all(p.requires_grad for n, p in student.named_parameters() if n.startswith("visual."))
+
+    pixels = torch.randn(4, 3, 64, 64)  # the student's size; the teacher sees them at its own 128 px
+    with torch.no_grad():
+        target = torch.nn.functional.normalize(
+            teacher.encode_image(torch.nn.functional.interpolate(pixels, size=(128, 128), mode="bilinear")), dim=-1
+        )
+    assert distill_loss(target.clone(), teacher, pixels).abs().item() < 1e-5  # the teacher's own embeddings: 0
+    assert abs(distill_loss(-target, teacher, pixels).item() - 2.0) < 1e-5  # opposite: 1 - (-1)
+
+    out = tmp_path / "run"
+    main(["--out", str(out), "--batch-size", "8", "--steps", "2", "--warmup", "1", "--eval-every", "1000",
+          "--eval-scenes", "30", "--teacher", str(tmp_path / "teacher")])  # fmt: skip
+    trained = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+    torch.testing.assert_close(trained["text_projection"], teacher_state["text_projection"])  # frozen
+    torch.manual_seed(0)  # the run's own seed: its starting weights
+    initial = open_clip.CLIP(**WORLD_CONFIG).state_dict()
+    assert not torch.equal(trained["visual.conv1.weight"], initial["visual.conv1.weight"])  # the image tower learned

@@ -64,8 +64,10 @@ nb.cells = [
         "widget = AtlasWidget(full, session=session, tile_cells=4)\n"
         "widget"
     ),
-    md("Filtering by a class from Python works the same way as typing it: `widget.class_filter = 'red star'` "
-       "fades the cells that do not push it and keeps the rest of the map faintly visible."),
+    md(
+        "Filtering by a class from Python works the same way as typing it: `widget.class_filter = 'red star'` "
+        "fades the cells that do not push it and keeps the rest of the map faintly visible."
+    ),
     md("The view and the selection are traits: set them from Python, or read back what was picked."),
     code(
         "widget.zoom_to(0.5, 0.5, 2.0)\n"

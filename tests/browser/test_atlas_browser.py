@@ -45,8 +45,10 @@ CELLS = [
     "print(json.dumps({'view': w.view}))",
 ]
 
-ALL_LOADED = "() => { const c = document.querySelector('.cw-atlas canvas.cw-atlas-canvas');" \
-             " return c.dataset.loaded === c.dataset.tiles; }"
+ALL_LOADED = (
+    "() => { const c = document.querySelector('.cw-atlas canvas.cw-atlas-canvas');"
+    " return c.dataset.loaded === c.dataset.tiles; }"
+)
 CANVAS_STATS = """canvas => {
   const {data} = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
   let opaque = 0, min = 255, max = 0;

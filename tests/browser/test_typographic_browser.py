@@ -43,9 +43,11 @@ def test_typographic_lab_in_jupyterlab(page, lab_server):
     assert len(widget.locator(".cw-units li").all_inner_texts()) == 3
 
     # Keep a copy of the picture, then drag the word to the top-left corner.
-    page.evaluate("() => { const c = document.querySelector('.cw-typographic .cw-typo-canvas');"
-                  " const copy = document.createElement('canvas'); copy.width = c.width; copy.height = c.height;"
-                  " copy.getContext('2d').drawImage(c, 0, 0); copy.id = 'before'; document.body.append(copy); }")
+    page.evaluate(
+        "() => { const c = document.querySelector('.cw-typographic .cw-typo-canvas');"
+        " const copy = document.createElement('canvas'); copy.width = c.width; copy.height = c.height;"
+        " copy.getContext('2d').drawImage(c, 0, 0); copy.id = 'before'; document.body.append(copy); }"
+    )
     canvas = widget.locator(".cw-typo-canvas")
     box = canvas.bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
