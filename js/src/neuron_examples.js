@@ -96,11 +96,24 @@ export function examplesPanel(model) {
     model.set("heat_overlay", heatToggle.checked);
     model.save_changes();
   });
-  closeViewer.addEventListener("click", () => select(null));
+  closeViewer.addEventListener("click", () => select(null, true));
+  element.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || selected === null) return;
+    event.stopPropagation();
+    select(null, true);
+  });
 
-  function select(index) {
+  /**
+   * Show example `index` whole (null: close). From the keyboard, focus follows: to the close
+   * button when the viewer opens, back to the example when it closes.
+   */
+  function select(index, keyboard = false) {
+    const previous = selected;
     selected = index;
     drawViewer();
+    if (!keyboard) return;
+    if (selected !== null) closeViewer.focus({ preventScroll: true });
+    else if (previous !== null) grid.children[previous]?.focus({ preventScroll: true });
   }
 
   function drawControls() {
@@ -151,11 +164,24 @@ export function examplesPanel(model) {
         heat.getContext("2d").putImageData(new ImageData(overlayRGBA(cells, cols, rows, { lut, ...HEAT }), cols, rows), 0, 0);
       }
       const value = Number(values[i]);
-      const figure = h("figure", { class: "cw-example", title: `${sources[i] ?? ""}\nclick: the whole image` }, [
-        h("div", { class: "cw-example-stage" }, [image, heat]),
-        h("figcaption", { text: Number.isFinite(value) ? value.toFixed(2) : "" }),
-      ]);
+      const caption = Number.isFinite(value) ? value.toFixed(2) : "";
+      const figure = h(
+        "figure",
+        {
+          class: "cw-example",
+          title: `${sources[i] ?? ""}\nclick or Enter: the whole image`,
+          tabindex: "0",
+          role: "button",
+          "aria-label": `example ${i + 1}${caption ? `, activation ${caption}` : ""}: show the whole image`,
+        },
+        [h("div", { class: "cw-example-stage" }, [image, heat]), h("figcaption", { text: caption })],
+      );
       figure.addEventListener("click", () => select(selected === i ? null : i));
+      figure.addEventListener("keydown", (event) => {
+        if (event.key !== "Enter" && event.key !== " ") return;
+        event.preventDefault();
+        select(selected === i ? null : i, true);
+      });
       grid.append(figure);
     }
   }

@@ -193,6 +193,16 @@ def test_neuron_explorer_in_jupyterlab(page, lab_server, tmp_path):
     screenshot(page, tmp_path, "neuron-bottom-whole-image")
     widget.locator(".cw-example-viewer .cw-close").click()
     assert not viewer.is_visible()
+    # The same from the keyboard: Enter on a focused example opens it, Escape closes it and
+    # gives the focus back to the example.
+    second = widget.locator(".cw-example").nth(1)
+    second.focus()
+    page.keyboard.press("Enter")
+    viewer.wait_for(state="visible")
+    assert page.evaluate("() => document.activeElement.classList.contains('cw-close')")
+    page.keyboard.press("Escape")
+    viewer.wait_for(state="hidden")
+    assert second.evaluate("node => node === document.activeElement")
     widget.locator(".cw-which[data-which='top']").click()
     wait_for_examples(page, lambda hashes: hashes == top_hashes)
 
