@@ -37,8 +37,8 @@ from .texts import template_list, text_list
 __all__ = [  # the whole pipeline, from one module
     "ATTRIBUTION_METHODS", "LAYOUT_MIN_DIST", "LAYOUT_UNIFORM", "ActivationStore", "Atlas", "AtlasGrid",
     "atlas_icons", "attribute_activations", "bin_grid", "build_atlas", "cell_attribution", "class_opacity",
-    "class_rows", "collect_activations", "layout", "mean_activation", "normalize_layout", "render_atlas",
-    "save_tile_pyramid", "whitening_matrix", "with_positions",
+    "class_rows", "collect_activations", "layout", "mean_activation", "normalize_layout", "position_attribution",
+    "render_atlas", "save_tile_pyramid", "whitening_matrix", "with_positions",
 ]  # fmt: skip
 
 
@@ -90,7 +90,6 @@ def attribute_activations(
     layer = store.meta["layer"]
     prompts = text_list(prompts, "prompts")
     text = session.encode_text(prompts, templates=template_list(templates)).float()
-    scale = session.logit_scale
     origins = store.origins
     by_image: dict[int, list[int]] = {}
     for row, (index, _, _) in enumerate(origins):
@@ -100,46 +99,68 @@ def attribute_activations(
         baseline = torch.from_numpy(mean_activation(store.activations)).to(session.device)
     result = np.zeros((len(origins), len(prompts)), np.float32)
     indices = list(by_image)
-    classes = torch.eye(len(prompts), device=session.device)
     batched = class_backward == "batched" or (class_backward == "auto" and session.device.type == "cuda")
+    with tqdm(total=len(indices), desc="attribution", unit="img", disable=not progress) as bar:
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start : start + batch_size]
+            pixels = session.preprocess([store.image_source(i, images) for i in chunk])
+            contribution, grid = position_attribution(session, pixels, layer, text, baseline=baseline, steps=steps,
+                                                      batched=batched)  # fmt: skip
+            for b, index in enumerate(chunk):
+                for row in by_image[index]:
+                    _, r, c = origins[row]
+                    result[row] = contribution[:, b, r * grid[1] + c].cpu().numpy()
+            bar.update(len(chunk))
+    return result
 
-    def class_gradients(pixels: torch.Tensor, acts: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+
+def position_attribution(
+    session: Any,
+    pixels: torch.Tensor,
+    layer: str,
+    text: torch.Tensor,
+    *,
+    baseline: torch.Tensor | None = None,
+    steps: int = 8,
+    batched: bool = False,
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """``(C, B, positions)``: how much each image position of ``layer`` moves each class's
+    zero-shot logit (``text``: ``(C, D)`` unit class embeddings), and the positions' grid.
+
+    With a ``baseline`` (a ``(units,)`` activation), integrated gradients from every position at
+    the baseline to its real value in ``steps`` midpoint steps; without, gradient x activation
+    (see :func:`attribute_activations` for when each is right). ``batched``: all classes in one
+    vectorised backward pass instead of a loop over classes (the same numbers)."""
+    scale = session.logit_scale
+    text = text.float()
+    classes = torch.eye(len(text), device=session.device)
+
+    def class_gradients(acts: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """Gradients of every class's logit with respect to ``acts``, as ``(C, B, positions, D)``."""
         logits = scale * torch.nn.functional.normalize(embedding.float(), dim=-1) @ text.T  # (B, C)
         if batched:
             (grads,) = torch.autograd.grad(logits, acts, grad_outputs=classes[:, None].expand(-1, len(pixels), -1),
                                            is_grads_batched=True)  # fmt: skip
         else:
-            last = len(prompts) - 1
+            last = len(text) - 1
             grads = [torch.autograd.grad(logits[:, c].sum(), acts, retain_graph=c < last)[0] for c in range(last + 1)]
         return torch.stack([positions_of(g.float())[0] for g in grads])
 
-    with tqdm(total=len(indices), desc="attribution", unit="img", disable=not progress) as bar:
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start : start + batch_size]
-            pixels = session.preprocess([store.image_source(i, images) for i in chunk])
-            if baseline is None:
-                captured, embedding = session.layers.forward(pixels, layer, detach=False, need_output=True)
-                acts = captured[layer]
-                values, grid = positions_of(acts.detach().float())
-                contribution = (class_gradients(pixels, acts, embedding) * values[None]).sum(-1)  # (C, B, P)
-            else:
-                real = session.layers.forward(pixels, layer)[0][layer]
-                start_point = with_positions(real, baseline.to(real.dtype))
-                difference, grid = positions_of((real - start_point).float())
-                mean_gradient = 0.0
-                for alpha in (torch.arange(steps, dtype=torch.float32) + 0.5) / steps:
-                    point = (start_point + float(alpha) * (real - start_point)).requires_grad_(True)
-                    with session.layers.replace(layer, point):
-                        embedding = session.layers.forward(pixels, need_output=True)[1]
-                    mean_gradient = mean_gradient + class_gradients(pixels, point, embedding) / steps
-                contribution = (mean_gradient * difference[None]).sum(-1)  # (C, B, P)
-            for b, index in enumerate(chunk):
-                for row in by_image[index]:
-                    _, r, c = origins[row]
-                    result[row] = contribution[:, b, r * grid[1] + c].detach().cpu().numpy()
-            bar.update(len(chunk))
-    return result
+    if baseline is None:
+        captured, embedding = session.layers.forward(pixels, layer, detach=False, need_output=True)
+        acts = captured[layer]
+        values, grid = positions_of(acts.detach().float())
+        return (class_gradients(acts, embedding) * values[None]).sum(-1).detach(), grid
+    real = session.layers.forward(pixels, layer)[0][layer]
+    start_point = with_positions(real, baseline.to(real.dtype))
+    difference, grid = positions_of((real - start_point).float())
+    mean_gradient = 0.0
+    for alpha in (torch.arange(steps, dtype=torch.float32) + 0.5) / steps:
+        point = (start_point + float(alpha) * (real - start_point)).requires_grad_(True)
+        with session.layers.replace(layer, point):
+            embedding = session.layers.forward(pixels, need_output=True)[1]
+        mean_gradient = mean_gradient + class_gradients(point, embedding) / steps
+    return (mean_gradient * difference[None]).sum(-1).detach(), grid
 
 
 def with_positions(activations: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
