@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from eval_world import load_session, model_parser, report
 
-from clip_widgets.textspan import WORLD_VOCABULARY, collect_parts, explain_heads, mean_ablation, text_span
+from clip_widgets.textspan import collect_parts, explain_heads, first_text_shares, mean_ablation
 from clip_widgets.world import CLASSES, class_prompt, draw_scene
 
 SEED = 11 * 10**9
@@ -56,13 +56,7 @@ def main() -> None:
         results[f"head {layer}.{head} mean-ablated"] = float(ablation.heads[layer, head])
 
     spans = explain_heads(session, parts, count=args.texts)
-    words = list(WORLD_VOCABULARY)
-    random = np.random.default_rng(0).standard_normal((len(words), parts.embedding.shape[1]))
-    random /= np.linalg.norm(random, axis=1, keepdims=True)
-    heads = parts.head_totals()
-    real = np.array([span.explained[0] for layer in spans.spans for span in layer])
-    null = np.array([text_span(heads[:, i, h], random, words, count=1).explained[0]
-                     for i in spans.layers for h in range(heads.shape[2])])  # fmt: skip
+    real, null = first_text_shares(parts, spans)
     results["first text's share of a head's variance, mean"] = float(real.mean())
     results["the same with random directions (null), mean"] = float(null.mean())
     results["heads whose first text beats the null"] = float(np.mean(real > null))

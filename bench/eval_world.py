@@ -71,13 +71,44 @@ def zero_shot(session: ModelSession, scenes: int) -> dict[str, float]:
     }
 
 
+def localization_scene(k: int):
+    """The ``k``-th held-out 2-3-object scene the localization scores use (no writing)."""
+    return draw_scene(EVAL_SEED_BASE + 10**6 + k, objects=(2, 3), word_probability=0.0)
+
+
+def scored_objects(scene) -> list:
+    """The objects of a scene that are scored: those with at least 4 visible pixels."""
+    return [obj for obj in scene.objects if obj.mask.sum() >= 4]
+
+
+def iou(predicted: np.ndarray, mask: np.ndarray) -> float:
+    return float(np.logical_and(predicted, mask).sum() / max(np.logical_or(predicted, mask).sum(), 1))
+
+
+def pointing_hit(heat: np.ndarray, mask: np.ndarray) -> bool:
+    """The pointing game for one object: does the map's maximum fall inside its mask?"""
+    return bool(mask.flat[int(heat.argmax())])
+
+
+def threshold_ious(heat: np.ndarray, mask: np.ndarray, thresholds=THRESHOLDS) -> list[float]:
+    """IoU of the map thresholded at each of ``thresholds`` (map >= t) with the mask."""
+    return [iou(heat >= t, mask) for t in thresholds]
+
+
+def best_threshold(ious: list[list[float]], thresholds=THRESHOLDS) -> tuple[float, float]:
+    """From per-threshold IoU lists (one list of objects per threshold): the best mean IoU and its threshold."""
+    per_threshold = [float(np.mean(v)) for v in ious]
+    best = int(np.argmax(per_threshold))
+    return per_threshold[best], float(thresholds[best])
+
+
 @torch.no_grad()
 def localization(session: ModelSession, scenes: int) -> dict[str, float]:
     text = session.encode_text([class_prompt(c) for c in CLASSES])
     hits = {"surgery": [], "raw": []}
     ious = {m: [[] for _ in THRESHOLDS] for m in hits}
     for k in range(scenes):
-        scene = draw_scene(EVAL_SEED_BASE + 10**6 + k, objects=(2, 3), word_probability=0.0)
+        scene = localization_scene(k)
         size = scene.image.size[::-1]
         tokens = dense_tokens(session.model, whole_image_pixels(session, scene.image))
         similarity = {
@@ -86,24 +117,18 @@ def localization(session: ModelSession, scenes: int) -> dict[str, float]:
         }
         for method, sim in similarity.items():
             maps = similarity_to_maps(sim, tokens.grid, size)[0].cpu().numpy()
-            for obj in scene.objects:
-                if obj.mask.sum() < 4:
-                    continue
+            for obj in scored_objects(scene):
                 heat = maps[CLASSES.index(obj.label)]
-                hits[method].append(bool(obj.mask.flat[int(heat.argmax())]))
-                for i, t in enumerate(THRESHOLDS):
-                    predicted = heat >= t
-                    inter = np.logical_and(predicted, obj.mask).sum()
-                    union = np.logical_or(predicted, obj.mask).sum()
-                    ious[method][i].append(inter / max(union, 1))
+                hits[method].append(pointing_hit(heat, obj.mask))
+                for i, value in enumerate(threshold_ious(heat, obj.mask)):
+                    ious[method][i].append(value)
     result = {}
     for method in ("surgery", "raw"):
         name = "CLIP Surgery" if method == "surgery" else "raw CLIP"
-        per_threshold = [float(np.mean(v)) for v in ious[method]]
-        best = int(np.argmax(per_threshold))
+        best_iou, threshold = best_threshold(ious[method])
         result[f"pointing game, {name}"] = float(np.mean(hits[method]))
-        result[f"mean IoU at best threshold, {name}"] = per_threshold[best]
-        result[f"best threshold, {name}"] = float(THRESHOLDS[best])
+        result[f"mean IoU at best threshold, {name}"] = best_iou
+        result[f"best threshold, {name}"] = threshold
     result["objects scored"] = len(hits["surgery"])
     return result | absent_heat(session, scenes, text)
 
@@ -114,7 +139,7 @@ def absent_heat(session: ModelSession, scenes: int, text: torch.Tensor) -> dict[
     glow = {key: [] for key in heat}
     pointing = {scale: [] for scale in ("label", "joint")}
     for k in range(scenes):
-        scene = draw_scene(EVAL_SEED_BASE + 10**6 + k, objects=(2, 3), word_probability=0.0)
+        scene = localization_scene(k)
         tokens = dense_tokens(session.model, whole_image_pixels(session, scene.image))
         similarity = feature_surgery(tokens.surgery, text)[:, 1:]
         present = {CLASSES.index(o.label) for o in scene.objects}
@@ -126,9 +151,8 @@ def absent_heat(session: ModelSession, scenes: int, text: torch.Tensor) -> dict[
                 kind = "present" if index in present else "absent"
                 heat[scale, kind].append(float(maps[index].mean()))
                 glow[scale, kind].append(bool(maps[index].max() >= 0.5))
-            for obj in scene.objects:
-                if obj.mask.sum() >= 4:
-                    pointing[scale].append(bool(obj.mask.flat[int(maps[CLASSES.index(obj.label)].argmax())]))
+            for obj in scored_objects(scene):
+                pointing[scale].append(pointing_hit(maps[CLASSES.index(obj.label)], obj.mask))
     result = {}
     for scale, name in (("label", "per-label min-max"), ("joint", "joint scale, floor 0")):
         for kind in ("absent", "present"):

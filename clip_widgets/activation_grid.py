@@ -26,7 +26,25 @@ from .images import load_image
 from .surgery import whole_image_pixels
 from .texts import text_list
 
-__all__ = ["ActivationGrid", "activation_grid"]
+__all__ = ["ActivationGrid", "activation_grid", "grid_layers", "input_image"]
+
+PRE_ICON_SHARE = 0.1
+"""The share of :func:`activation_grid`'s progress given to the activations and attribution,
+before the icons: rendering them takes most of the time."""
+
+
+def grid_layers(session: Any) -> list[str]:
+    """The layers with positions in the image (feature maps and tokens), in forward order: those
+    an activation grid can be made of."""
+    return [name for name in session.layers.names if session.layers[name].kind in ("conv", "tokens")]
+
+
+def input_image(session: Any, image: Any) -> np.ndarray:
+    """``image`` as the model sees it in an activation grid: the whole image resized to the input
+    size (no crop), ``(H, W, 3)`` uint8; ``image`` is anything :func:`load_image` reads."""
+    picture = load_image(image)
+    h, w = session.image_size
+    return np.asarray(picture.convert("RGB").resize((w, h)), dtype=np.uint8)
 
 
 @dataclass
@@ -87,6 +105,7 @@ def activation_grid(
     seed: int = 0,
     progress: bool = True,
     should_stop: Callable[[], bool] | None = None,
+    on_progress: Callable[[float, ActivationGrid], None] | None = None,
 ) -> ActivationGrid:
     """The activation grid of ``image`` at ``layer`` (see :class:`ActivationGrid`).
 
@@ -95,6 +114,10 @@ def activation_grid(
     so a position's attribution says what it adds over an average place in the same image).
     ``icon_steps`` (0: none) and ``icon_px`` set the visualizations, rendered like the atlas's
     icons (MACO phase images, dot x cosine objective); ``should_stop`` ends them early.
+    ``on_progress(fraction, grid)`` is called once the activations and attribution are known and
+    after every icon step, with the fraction done (0 to 1) and the grid so far (its ``icons`` and
+    ``unit_icons`` stay ``None`` until they are rendered), so a view can show the positions before
+    their icons.
     """
     from .featvis import objectives as obj  # noqa: PLC0415
     from .featvis import render, render_units  # noqa: PLC0415
@@ -120,25 +143,38 @@ def activation_grid(
                                                steps=attribution_steps)  # fmt: skip
         attribution = contribution[:, 0].T.cpu().numpy().astype(np.float32)  # (P, C)
 
-    icons = unit_icons = None
-    if icon_steps > 0:
-        side = int(icon_px or session.image_size[0])
-        common = {"steps": icon_steps, "size": side, "seed": seed, "progress": progress, "should_stop": should_stop}
-        objective = obj.direction_cossim(layer, activations.detach(), power=1.0)
-        icons = render(session, objective, batch=activations.shape[0], **common).images
-        unit_icons = render_units(session, layer, dictionary, chunk=len(dictionary), **common).images
-    h, w = session.image_size
-    model_input = np.asarray(picture.convert("RGB").resize((w, h)), dtype=np.uint8)
-    return ActivationGrid(
+    result = ActivationGrid(
         layer=layer,
-        image=model_input,
+        image=input_image(session, picture),
         grid=grid,
         activations=activations.cpu().numpy().astype(np.float32),
-        icons=icons,
+        icons=None,
         top_units=top_units.cpu().numpy().astype(np.int64),
         top_values=top_values.cpu().numpy().astype(np.float32),
         dictionary_units=dictionary,
-        unit_icons=unit_icons,
+        unit_icons=None,
         classes=names,
         attribution=attribution,
     )
+    if icon_steps <= 0:
+        if on_progress is not None:
+            on_progress(1.0, result)
+        return result
+    if on_progress is not None:
+        on_progress(PRE_ICON_SHARE, result)
+    done, total = 0, 2 * icon_steps  # the positions' render, then the dictionary's
+
+    def step() -> bool:  # called after every optimization step of both renders
+        nonlocal done
+        done += 1
+        if on_progress is not None:
+            on_progress(PRE_ICON_SHARE + (1 - PRE_ICON_SHARE) * min(done / total, 1.0), result)
+        return should_stop is not None and should_stop()
+
+    side = int(icon_px or session.image_size[0])
+    common = {"steps": icon_steps, "size": side, "seed": seed, "progress": progress, "should_stop": step}
+    objective = obj.direction_cossim(layer, activations.detach(), power=1.0)
+    icons = render(session, objective, batch=activations.shape[0], **common).images
+    unit_icons = render_units(session, layer, dictionary, chunk=len(dictionary), **common).images
+    result.icons, result.unit_icons = icons, unit_icons
+    return result

@@ -27,7 +27,8 @@ def array_to_json(value: np.ndarray | None, widget: Any = None) -> dict[str, Any
     if array.dtype.name not in WIRE_DTYPES:
         raise TypeError(f"arrays of dtype {array.dtype} do not cross to the browser; use one of {WIRE_DTYPES}")
     array = np.ascontiguousarray(array)
-    return {"view": memoryview(array).cast("B"), "dtype": array.dtype.name, "shape": list(array.shape)}
+    view = memoryview(array).cast("B") if array.size else memoryview(b"")  # an empty array: no bytes
+    return {"view": view, "dtype": array.dtype.name, "shape": list(array.shape)}
 
 
 def array_from_json(value: dict[str, Any] | None, widget: Any = None) -> np.ndarray | None:

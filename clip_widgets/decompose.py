@@ -25,7 +25,7 @@ from torch import nn
 
 from .errors import UnsupportedModelError
 
-__all__ = ["EmbeddingParts", "decompose", "decompose_pixels"]
+__all__ = ["EmbeddingParts", "decompose", "decompose_pixels", "head_grid"]
 
 
 @dataclass
@@ -80,6 +80,14 @@ def _check_tower(visual: nn.Module) -> list[nn.Module]:
         if not isinstance(getattr(block, "ln_attn", nn.Identity()), nn.Identity):
             raise UnsupportedModelError("the decomposition does not cover blocks with a norm after attention")
     return blocks
+
+
+def head_grid(model: nn.Module) -> tuple[int, int]:
+    """``(layers, heads)`` of the image tower of ``model`` (an ``open_clip.CLIP`` or its
+    ``.visual``); raises :class:`UnsupportedModelError` for towers :func:`decompose_pixels`
+    does not cover."""
+    blocks = _check_tower(getattr(model, "visual", model))
+    return len(blocks), int(blocks[0].attn.num_heads) if blocks else 0
 
 
 @torch.no_grad()

@@ -83,20 +83,26 @@ def _resize_positional(pos: torch.Tensor, old: tuple[int, int], new: tuple[int, 
     return torch.cat([pos[:1], grid.permute(0, 2, 3, 1).reshape(new[0] * new[1], -1)], dim=0)
 
 
-def _vit_dense_tokens(visual: nn.Module, pixels: torch.Tensor, depth: int) -> DenseTokens:
+def vit_blocks(visual: nn.Module, method: str = "CLIP Surgery") -> list[nn.Module]:
+    """The residual blocks of an open_clip ViT tower, after checking that ``method`` (which
+    re-runs them with their own modules) covers the tower; raises :class:`UnsupportedModelError`."""
     blocks = list(visual.transformer.resblocks)
     for block in blocks:
         if not isinstance(getattr(block, "attn", None), nn.MultiheadAttention):
             raise UnsupportedModelError(
-                f"CLIP Surgery needs ViT blocks with nn.MultiheadAttention; got {type(block).__name__}"
+                f"{method} needs ViT blocks with nn.MultiheadAttention; got {type(block).__name__}"
             )
     if getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", "tok") == "none":
-        raise UnsupportedModelError("CLIP Surgery does not apply to ViTs with an attentional pooler")
+        raise UnsupportedModelError(f"{method} does not apply to ViTs with an attentional pooler")
     if getattr(visual, "final_ln_after_pool", False):
-        raise UnsupportedModelError("CLIP Surgery does not apply to ViTs with final_ln_after_pool")
-    depth = max(1, min(depth, len(blocks)))
+        raise UnsupportedModelError(f"{method} does not apply to ViTs with final_ln_after_pool")
+    return blocks
 
-    # Embedding, as the model does it, with the positional table resized for other input sizes.
+
+def vit_embed(visual: nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """A ViT's token embedding of ``pixels`` (N, 3, H, W), as the model does it, with the
+    positional table resized for other input sizes: ``(N, 1 + h*w, C)`` after ``ln_pre``, and the
+    patch grid ``(h, w)``."""
     x = visual.conv1(pixels)
     grid = (x.shape[-2], x.shape[-1])
     x = x.flatten(2).transpose(1, 2)
@@ -104,11 +110,30 @@ def _vit_dense_tokens(visual: nn.Module, pixels: torch.Tensor, depth: int) -> De
     x = torch.cat([cls, x], dim=1)
     native = tuple(getattr(visual, "grid_size", grid))
     x = x + _resize_positional(visual.positional_embedding, native, grid).to(x.dtype)
-    x = visual.ln_pre(x)
+    return visual.ln_pre(x), grid
 
+
+def run_blocks(visual: nn.Module, blocks: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    """Batch-first tokens ``x`` (N, T, C) through ``blocks`` unmodified, whatever layout the tower uses."""
     batch_first = getattr(visual.transformer, "batch_first", True)
-    for block in blocks[: len(blocks) - depth]:
+    for block in blocks:
         x = block(x) if batch_first else block(x.transpose(0, 1)).transpose(0, 1)
+    return x
+
+
+def vit_global_token(visual: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """The token a ViT pools into its image embedding, (N, 1, C): the class token, or the patch
+    mean for average-pooled towers."""
+    if getattr(visual, "pool_type", "tok") == "avg":
+        return tokens[:, 1:].mean(dim=1, keepdim=True)
+    return tokens[:, :1]
+
+
+def _vit_dense_tokens(visual: nn.Module, pixels: torch.Tensor, depth: int) -> DenseTokens:
+    blocks = vit_blocks(visual)
+    depth = max(1, min(depth, len(blocks)))
+    x, grid = vit_embed(visual, pixels)
+    x = run_blocks(visual, blocks[: len(blocks) - depth], x)
 
     # Dual path: `original` is the unmodified model; `surgery` accumulates value-value attention
     # computed from the original path's tokens and skips every feed-forward layer.
@@ -125,18 +150,17 @@ def _vit_dense_tokens(visual: nn.Module, pixels: torch.Tensor, depth: int) -> De
         original = original + block.ls_1(out_original)
         original = original + block.ls_2(block.mlp(block.ln_2(original)))
 
-    if getattr(visual, "pool_type", "tok") == "avg":
-        # Average-pooled ViTs have no class token to keep; their global token is the patch mean.
-        global_token = original[:, 1:].mean(dim=1, keepdim=True)
-    else:
-        global_token = original[:, :1]
+    # Average-pooled ViTs have no class token to keep; their global token is the patch mean.
+    global_token = vit_global_token(visual, original)
     surgery = torch.cat([global_token, surgery[:, 1:]], dim=1)
     original = torch.cat([global_token, original[:, 1:]], dim=1)
-    project = _vit_projection(visual)
+    project = vit_projection(visual)
     return DenseTokens(surgery=project(surgery), raw=project(original), grid=grid)
 
 
-def _vit_projection(visual: nn.Module):
+def vit_projection(visual: nn.Module):
+    """A function from ViT tokens (N, T, C) to unit-norm embeddings (N, T, D): ``ln_post`` and ``proj``."""
+
     def project(tokens: torch.Tensor) -> torch.Tensor:
         tokens = visual.ln_post(tokens)
         if visual.proj is not None:
@@ -146,16 +170,28 @@ def _vit_projection(visual: nn.Module):
     return project
 
 
-def _resnet_dense_tokens(visual: nn.Module, pixels: torch.Tensor) -> DenseTokens:
-    pool = visual.attnpool
+def resnet_features(visual: nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """A ModifiedResNet's last feature map for ``pixels``, as tokens (N, h*w, C), and its grid (h, w)."""
     x = visual.stem(pixels)
     for stage in (visual.layer1, visual.layer2, visual.layer3, visual.layer4):
         x = stage(x)
     grid = (x.shape[-2], x.shape[-1])
-    x = x.flatten(2).transpose(1, 2)  # (N, h*w, C)
-    x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1)
+    return x.flatten(2).transpose(1, 2), grid
+
+
+def resnet_pool_inputs(visual: nn.Module, features: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """What the attention pool attends over: the mean token, then the feature tokens (N, 1 + h*w, C),
+    with its positional table (resized for other grids) added."""
+    pool = visual.attnpool
+    x = torch.cat([features.mean(dim=1, keepdim=True), features], dim=1)
     side = round((pool.positional_embedding.shape[0] - 1) ** 0.5)
-    x = x + _resize_positional(pool.positional_embedding, (side, side), grid).to(x.dtype)
+    return x + _resize_positional(pool.positional_embedding, (side, side), grid).to(x.dtype)
+
+
+def _resnet_dense_tokens(visual: nn.Module, pixels: torch.Tensor) -> DenseTokens:
+    pool = visual.attnpool
+    features, grid = resnet_features(visual, pixels)
+    x = resnet_pool_inputs(visual, features, grid)
 
     heads = pool.num_heads
     scale = (x.shape[-1] // heads) ** -0.5
@@ -394,12 +430,31 @@ class SurgeryResult:
         return float(scale["low"][pick]), float(scale["high"][pick])
 
 
-def whole_image_pixels(session: Any, picture: Any) -> torch.Tensor:
+def input_hw(session: Any, input_size: int | Sequence[int] | None = None) -> tuple[int, int]:
+    """The model input size ``(H, W)`` to use: ``input_size`` (a side or ``(H, W)``), or by
+    default the model's own (``session.image_size``)."""
+    if input_size is None:
+        return (int(session.image_size[0]), int(session.image_size[1]))
+    if isinstance(input_size, (int, np.integer)):
+        size = (int(input_size), int(input_size))
+    else:
+        size = tuple(int(s) for s in input_size)
+        if len(size) != 2:
+            raise ValueError(f"input_size must be a side or (height, width), got {input_size!r}")
+    if min(size) < 1:
+        raise ValueError(f"input_size must be positive, got {input_size!r}")
+    return size
+
+
+def whole_image_pixels(session: Any, picture: Any, input_size: int | Sequence[int] | None = None) -> torch.Tensor:
     """The whole image resized to the model's input size (no crop, so maps cover all of it),
-    normalized with the model's own mean and std: (1, 3, H, W) on the session's device."""
+    normalized with the model's own mean and std: (1, 3, H, W) on the session's device.
+
+    ``input_size`` (a side or ``(H, W)``) resizes to another input size instead; dense maps then
+    come on a finer or coarser patch grid (ViT positional tables are resized to match)."""
     from PIL import Image
 
-    height, width = session.image_size
+    height, width = input_hw(session, input_size)
     resized = picture.convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
     pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
     mean = torch.tensor(session.mean, dtype=torch.float32).reshape(3, 1, 1)
@@ -419,6 +474,7 @@ def surgery_maps(
     redundant_prompt: str = "",
     scale: MapScale = "joint",
     floor: float | None = 0.0,
+    input_size: int | tuple[int, int] | None = None,
 ) -> SurgeryResult:
     """CLIP Surgery and raw CLIP maps of ``labels`` over one image.
 
@@ -435,6 +491,9 @@ def surgery_maps(
     the average label to 0; ``None`` uses the lowest similarity. Raw CLIP maps use the scale
     without a floor. ``info["scale"]`` holds each map kind's (low, high) in similarity units,
     per label with ``"label"``: the numbers a legend needs.
+
+    ``input_size`` (a side or ``(H, W)``) is the size the image is resized to before the model
+    sees it, by default the model's own; a larger one gives a finer patch grid.
     """
     from .images import load_image
     from .texts import template_list, text_list
@@ -447,12 +506,13 @@ def surgery_maps(
     if size == "image":
         out_size = (picture.height, picture.width)
     elif size == "input":
-        out_size = tuple(session.image_size)
+        out_size = input_hw(session, input_size)
     else:
         out_size = (int(size[0]), int(size[1]))
 
+    pixels = whole_image_pixels(session, picture, input_size)
     with session.lock:  # runs the tower's modules directly: no other thread's hooks may be on them
-        tokens = dense_tokens(session.model, whole_image_pixels(session, picture), depth=depth)
+        tokens = dense_tokens(session.model, pixels, depth=depth)
     text = session.encode_text(labels, templates).to(tokens.surgery.device)
     redundant = None
     if len(labels) == 1:
@@ -478,6 +538,7 @@ def surgery_maps(
         probs=probs.cpu().numpy(),
         info={
             "grid": (h, w),
+            "input_size": tuple(pixels.shape[-2:]),
             "depth": depth,
             "templates": None if templates is None else list(templates),
             "scale": {

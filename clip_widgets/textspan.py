@@ -10,12 +10,14 @@ mean-ablation of heads and layers, on the exact decomposition of :mod:`clip_widg
 * :func:`explain_heads`: :func:`text_span` for every head of the chosen layers.
 * :func:`mean_ablation`: zero-shot accuracy when a head's (or a layer's) direct part of the
   embedding is replaced by its mean over the images.
-* :func:`head_map`: where in one image a head writes a text's direction.
+* :func:`head_map`: where in one image a head writes a text's direction; :func:`span_maps` the
+  same for every head and each of its texts at once (:func:`span_directions`).
+* :func:`class_indices`: images' labels (class indices or class prompts) as indices.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,29 +27,34 @@ from tqdm.auto import tqdm
 
 from .decompose import EmbeddingParts, decompose
 from .texts import text_list
-from .world import CLASSES, COLOURS, SHAPES, WORDS
+from .world import CLASSES, COLOURS, SHAPES, WORDS, class_prompt
 
 __all__ = [
     "WORLD_VOCABULARY",
     "Ablation",
     "HeadSpans",
     "SpanTexts",
+    "class_indices",
     "collect_parts",
     "explain_heads",
+    "first_text_shares",
     "head_map",
     "mean_ablation",
+    "span_directions",
+    "span_maps",
     "text_span",
 ]
 
+PHOTO_CLASSES = ("cat", "dog", "car", "ship", "bird", "truck", "airplane", "frog", "horse")
 WORLD_VOCABULARY: tuple[str, ...] = tuple(
     dict.fromkeys(
         [
-            *(f"a {c}" for c in CLASSES),
-            *(f"a {c} shape" for c in COLOURS),
+            *(class_prompt(c) for c in CLASSES),
+            *(class_prompt(f"{c} shape") for c in COLOURS),
             *(f"something {c}" for c in COLOURS),
-            *(f"a {s}" for s in SHAPES),
+            *(class_prompt(s) for s in SHAPES),
             *(f"the word {w} written" for w in WORDS),
-            *(f"a photo of a {w}" for w in ("cat", "dog", "car", "ship", "bird", "truck", "airplane", "frog", "horse")),
+            *(f"a photo of {class_prompt(w)}" for w in PHOTO_CLASSES),
             *(f"a {size} shape" for size in ("small", "large", "tiny", "huge")),
             *(f"a shape on the {side}" for side in ("left", "right", "top", "bottom")),
             "a shape in the middle",
@@ -66,16 +73,24 @@ a few thousand general image descriptions)."""
 
 
 def collect_parts(
-    session: Any, images: Sequence[Any], *, batch_size: int = 32, progress: bool = True
+    session: Any,
+    images: Sequence[Any],
+    *,
+    batch_size: int = 32,
+    progress: bool = True,
+    callback: Callable[[int, int], None] | None = None,
 ) -> EmbeddingParts:
     """:func:`~clip_widgets.decompose.decompose` over ``images`` in batches, heads summed over
-    tokens: ``heads`` is ``(N, L, H, D)``."""
+    tokens: ``heads`` is ``(N, L, H, D)``. ``callback(done, total)`` is called after each batch
+    with the number of images decomposed so far."""
     images = list(images)
     if not images:
         raise ValueError("give at least one image")
     chunks = []
     for start in tqdm(range(0, len(images), batch_size), desc="decomposing", disable=not progress):
         chunks.append(decompose(session, images[start : start + batch_size], spatial=False))
+        if callback is not None:
+            callback(min(start + batch_size, len(images)), len(images))
     first = chunks[0]
     return EmbeddingParts(
         **{
@@ -187,6 +202,24 @@ def explain_heads(
     return HeadSpans(layers=layers, spans=spans, variance=variance.astype(np.float32))
 
 
+def first_text_shares(
+    parts: EmbeddingParts, spans: HeadSpans, vocabulary: Sequence[str] = WORLD_VOCABULARY, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each head's share of variance explained by its first TextSpan text (``spans`` made from
+    ``vocabulary``), and the same for a null: TextSpan over as many random unit directions in
+    place of the texts' embeddings. Both ``(len(spans.layers) * H,)``, layer-major. A head whose
+    first text does not beat the null is not explained by the vocabulary."""
+    heads = parts.head_totals()
+    count = len(text_list(vocabulary, "vocabulary"))
+    random = np.random.default_rng(seed).standard_normal((count, heads.shape[-1]))
+    random /= np.linalg.norm(random, axis=1, keepdims=True)
+    names = [f"random {i}" for i in range(len(random))]
+    real = np.array([span.explained[0] if len(span.explained) else 0.0 for layer in spans.spans for span in layer])
+    null = np.array([text_span(heads[:, i, h], random, names, count=1).explained[0]
+                     for i in spans.layers for h in range(heads.shape[2])])  # fmt: skip
+    return real, null
+
+
 @dataclass
 class Ablation:
     """Zero-shot accuracy over the images with parts of the embedding mean-ablated:
@@ -236,3 +269,53 @@ def head_map(
     direction = np.asarray(direction.cpu() if torch.is_tensor(direction) else direction, dtype=np.float32)
     values = parts.heads[image, layer, head, 1:] @ direction
     return values.reshape(parts.grid)
+
+
+def span_directions(session: Any, spans: HeadSpans) -> np.ndarray:
+    """``(len(spans.layers), H, K, D)``: the text embeddings of each head's TextSpan texts (``K``
+    the most texts any head has; a head with fewer is padded with zero directions)."""
+    texts = sorted({t for layer in spans.spans for span in layer for t in span.texts})
+    width = max([len(span.texts) for layer in spans.spans for span in layer], default=0)
+    embeddings = session.encode_text(texts).cpu().numpy() if texts else np.zeros((0, 0), np.float32)
+    where = {t: i for i, t in enumerate(texts)}
+    size = embeddings.shape[1] if texts else 0
+    out = np.zeros((len(spans.spans), len(spans.spans[0]) if spans.spans else 0, width, size), np.float32)
+    for i, layer in enumerate(spans.spans):
+        for h, span in enumerate(layer):
+            for k, text in enumerate(span.texts):
+                out[i, h, k] = embeddings[where[text]]
+    return out
+
+
+def span_maps(parts: EmbeddingParts, directions: np.ndarray | torch.Tensor, image: int = 0) -> np.ndarray:
+    """``(L, H, K, h, w)``: :func:`head_map` of every head of every layer for each of its ``K``
+    directions (``directions`` ``(L, H, K, D)``, e.g. :func:`span_directions` over all layers)
+    in image ``image``; needs ``parts`` made with ``spatial=True``."""
+    if not parts.spatial:
+        raise ValueError("span_maps needs parts made with spatial=True")
+    directions = np.asarray(directions.cpu() if torch.is_tensor(directions) else directions, dtype=np.float32)
+    heads = parts.heads[image, :, :, 1:]  # (L, H, h*w, D), the class token's own share left out
+    if directions.shape[:2] != heads.shape[:2] or directions.shape[-1] != heads.shape[-1]:
+        raise ValueError(f"directions {directions.shape} do not match heads (L, H, K, D) = "
+                         f"{(*heads.shape[:2], '*', heads.shape[-1])}")  # fmt: skip
+    values = np.einsum("lhtd,lhkd->lhkt", heads, directions)
+    return values.reshape(*values.shape[:3], *parts.grid).astype(np.float32)
+
+
+def class_indices(labels: Sequence[int | str], classes: Sequence[str]) -> np.ndarray:
+    """Images' labels as class indices: each label is an index into ``classes`` or one of the
+    class prompts itself."""
+    classes = [str(c) for c in text_list(classes, "classes")]
+    out = []
+    for label in labels:
+        if isinstance(label, str):
+            if label not in classes:
+                raise ValueError(f"label {label!r} is none of the {len(classes)} classes")
+            out.append(classes.index(label))
+        elif isinstance(label, (int, np.integer)) and not isinstance(label, bool):
+            if not 0 <= int(label) < len(classes):
+                raise IndexError(f"label {int(label)} out of range: classes are 0..{len(classes) - 1}")
+            out.append(int(label))
+        else:
+            raise TypeError(f"a label is a class index or a class prompt, not {type(label).__name__}")
+    return np.asarray(out, dtype=np.int64)

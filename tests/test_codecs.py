@@ -28,6 +28,9 @@ def test_zero_copy_and_narrowing():
     assert array_to_json(None) is None and array_from_json(None) is None
     with pytest.raises(TypeError, match="do not cross"):
         array_to_json(np.zeros(2, np.int64))
+    empty = array_to_json(np.zeros((16, 0), np.float32))  # e.g. attribution to no classes
+    assert empty["shape"] == [16, 0] and len(empty["view"]) == 0
+    assert array_from_json({**empty, "view": bytes(empty["view"])}).shape == (16, 0)
 
 
 def test_state_travels_as_binary_buffers_not_json():

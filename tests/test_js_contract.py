@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from clip_widgets.widgets import AtlasWidget, NeuronExplorer, SurgeryWidget, TypographicLab
+from clip_widgets.widgets import (
+    ActivationGridWidget,
+    AtlasWidget,
+    HeadExplorer,
+    NeuronExplorer,
+    SurgeryWidget,
+    TypographicLab,
+)
 from clip_widgets.widgets._base import STATIC
 from clip_widgets.widgets.probe import ProbeCharts
 
@@ -17,7 +24,8 @@ SRC = Path(__file__).resolve().parents[1] / "js" / "src"
 IMPORT = re.compile(r'^import .*?from "\./([\w.]+\.js)";', re.M)
 TRAIT = re.compile(r'model\.(?:get|set)\("(\w+)"|"change:(\w+)"')
 WIDGETS = {"surgery.js": SurgeryWidget, "neuron.js": NeuronExplorer, "atlas.js": AtlasWidget,
-           "typographic.js": TypographicLab, "probe.js": ProbeCharts}  # fmt: skip
+           "typographic.js": TypographicLab, "probe.js": ProbeCharts, "heads.js": HeadExplorer,
+           "grid.js": ActivationGridWidget}  # fmt: skip
 
 
 def modules(entry: str) -> list[Path]:

@@ -195,10 +195,20 @@ def test_unsupported_models_get_a_clear_error():
     with pytest.raises(UnsupportedModelError, match="ViT and ModifiedResNet"):
         dense_tokens(NotClip(), torch.zeros(1, 3, 8, 8))
 
-    cfg = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32, "layers": 1,
-                                           "head_width": 16, "attentional_pool": True, "attn_pooler_queries": 4,
-                                           "attn_pooler_heads": 2},
-           "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 1, "layers": 1}}
+    cfg = {
+        "embed_dim": 16,
+        "vision_cfg": {
+            "image_size": 32,
+            "patch_size": 8,
+            "width": 32,
+            "layers": 1,
+            "head_width": 16,
+            "attentional_pool": True,
+            "attn_pooler_queries": 4,
+            "attn_pooler_heads": 2,
+        },
+        "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 1, "layers": 1},
+    }
     with pytest.raises(UnsupportedModelError, match="attentional pooler"):
         dense_tokens(open_clip.CLIP(**cfg), torch.zeros(1, 3, 32, 32))
 

@@ -7,10 +7,20 @@ import numpy as np
 import pytest
 import torch
 
-from clip_widgets.decompose import EmbeddingParts, decompose, decompose_pixels
+from clip_widgets.decompose import EmbeddingParts, decompose, decompose_pixels, head_grid
 from clip_widgets.errors import UnsupportedModelError
 from clip_widgets.session import ModelSession
-from clip_widgets.textspan import WORLD_VOCABULARY, collect_parts, explain_heads, head_map, mean_ablation, text_span
+from clip_widgets.textspan import (
+    class_indices,
+    collect_parts,
+    explain_heads,
+    first_text_shares,
+    head_map,
+    mean_ablation,
+    span_directions,
+    span_maps,
+    text_span,
+)
 from clip_widgets.world import CLASSES, class_prompt, draw_scene
 
 
@@ -136,13 +146,7 @@ def test_heads_of_world_vit_read_as_its_world(world_vit):
 
     # The texts TextSpan picks explain more of the heads' variance than random directions do.
     spans = explain_heads(world_vit, parts, count=1)
-    words = list(WORLD_VOCABULARY)
-    random = np.random.default_rng(0).standard_normal((len(words), parts.embedding.shape[1]))
-    random /= np.linalg.norm(random, axis=1, keepdims=True)
-    heads = parts.head_totals()
-    real = np.array([s.explained[0] for layer in spans.spans for s in layer])
-    null = np.array([text_span(heads[:, i, h], random, words, count=1).explained[0]
-                     for i in spans.layers for h in range(heads.shape[2])])  # fmt: skip
+    real, null = first_text_shares(parts, spans)
     assert np.mean(real > null) > 0.75 and real.mean() > 1.2 * null.mean()
 
 
@@ -168,3 +172,46 @@ def test_head_maps_put_a_class_on_its_object(world_vit):
     assert hits / len(scenes) >= 0.7
     with pytest.raises(ValueError, match="spatial"):
         head_map(collect_parts(world_vit, [scenes[0].image], progress=False), 0, 0, direction)
+
+
+def test_span_maps_are_head_maps_for_every_head_and_text(world_vit):
+    scenes = _scenes(12, offset=300)
+    parts = collect_parts(world_vit, [s.image for s in scenes], progress=False)
+    spans = explain_heads(world_vit, parts, count=2)
+    directions = span_directions(world_vit, spans)
+    assert directions.shape == (6, 4, 2, parts.embedding.shape[1])
+    spatial = decompose(world_vit, [scenes[4].image])
+    maps = span_maps(spatial, directions)
+    assert maps.shape == (6, 4, 2, *spatial.grid)
+    for layer in range(6):
+        for head in range(4):
+            for k, text in enumerate(spans.texts(layer, head)):
+                direction = world_vit.encode_text([text])[0]
+                np.testing.assert_allclose(directions[layer, head, k], direction.numpy(), atol=1e-6)
+                np.testing.assert_allclose(maps[layer, head, k], head_map(spatial, layer, head, direction), atol=1e-5)
+    with pytest.raises(ValueError, match="spatial"):
+        span_maps(parts, directions)
+    with pytest.raises(ValueError, match="do not match"):
+        span_maps(spatial, directions[:3])
+
+
+def test_collect_parts_reports_progress_and_labels_become_indices(world_vit):
+    seen = []
+    collect_parts(world_vit, [s.image for s in _scenes(5)], batch_size=2, progress=False,
+                  callback=lambda done, total: seen.append((done, total)))  # fmt: skip
+    assert seen == [(2, 5), (4, 5), (5, 5)]
+    classes = ["a red circle", "a blue star", "a square"]
+    assert class_indices([2, "a blue star", np.int64(0)], classes).tolist() == [2, 1, 0]
+    with pytest.raises(IndexError, match="0..2"):
+        class_indices([3], classes)
+    with pytest.raises(ValueError, match="none of the 3 classes"):
+        class_indices(["a cat"], classes)
+    with pytest.raises(TypeError, match="class index or a class prompt"):
+        class_indices([1.5], classes)
+
+
+def test_head_grid_counts_layers_and_heads(world_vit, resnet_session):
+    assert head_grid(world_vit.model) == (6, 4)
+    assert head_grid(world_vit.model.visual) == (6, 4)
+    with pytest.raises(UnsupportedModelError):
+        head_grid(resnet_session.model)
