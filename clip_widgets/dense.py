@@ -204,6 +204,7 @@ def dense_maps(
     templates: Sequence[str] | None = None,
     scale: MapScale = "joint",
     floor: float | None | Literal["default"] = "default",
+    centre: bool = False,
     **options: Any,
 ) -> DenseMapResult:
     """Dense maps of ``labels`` over one image by one ``method`` (a name in :data:`METHODS`).
@@ -221,7 +222,10 @@ def dense_maps(
     values at or below it map to 0; ``"default"`` is 0.0 for ``"surgery"`` (as
     :func:`surgery_maps`) and none for the other methods. ``options`` are the method's own
     (``METHODS[method].options`` lists them with their defaults, ViT forms' included), e.g.
-    ``std=3.0`` for NACLIP; ``info["options"]`` holds those used.
+    ``std=3.0`` for NACLIP; ``info["options"]`` holds those used. ``centre=True`` subtracts from
+    each patch its mean value over the labels (what every label shares, which on small models
+    often outweighs what tells them apart; feature surgery removes it its own way, so
+    ``"surgery"`` ignores it); it needs at least two labels.
 
     Raises ``ValueError`` for an unknown method (listing the valid ones) and
     :class:`UnsupportedModelError` for a method that does not apply to the session's tower
@@ -236,6 +240,8 @@ def dense_maps(
     templates = template_list(templates)
     if not labels:
         raise ValueError("give at least one label")
+    if centre and len(labels) < 2:
+        raise ValueError("centre=True needs at least two labels: a patch's mean over one label is its value")
     if floor == "default":
         floor = 0.0 if spec.kind == "surgery" else None
     settings = {**_tower_options(spec, tower), **options}
@@ -264,6 +270,8 @@ def dense_maps(
             values = relevance.T[None]  # (1, h*w, L)
     with torch.no_grad():
         values = values.float()
+        if centre:
+            values = values - values.mean(dim=-1, keepdim=True)
         probs = (image_embedding.float() @ text.to(values).T * session.logit_scale).softmax(dim=-1)[0]
         maps = similarity_to_maps(values, grid, out_size, scale=scale, floor=floor)[0]
         low, high = (t.flatten().tolist() for t in map_range(values, scale, floor))
@@ -279,6 +287,7 @@ def dense_maps(
             "grid": (h, w),
             "input_size": tuple(pixels.shape[-2:]),
             "options": settings,
+            "centre": centre,
             "templates": None if templates is None else list(templates),
             "scale": {"kind": scale, "low": low, "high": high, "floor": floor is not None},
         },

@@ -461,3 +461,13 @@ def test_world_rn_absent_labels_are_colder_and_gradient_maps_peak_on_the_object(
         assert near >= 4 and inside >= 4, (method, near, inside)
     blank = Image.new("RGB", (64, 64), (128, 128, 128))
     assert dense_maps(session, blank, ["a red circle"], method="legrad").maps.shape == (1, 64, 64)
+
+
+def test_centring_removes_what_every_label_shares(vit_session, picture):
+    labels = ["a cat", "a dog", "a car"]
+    plain = dense_maps(vit_session, picture, labels, method="maskclip")
+    centred = dense_maps(vit_session, picture, labels, method="maskclip", centre=True)
+    np.testing.assert_allclose(centred.tokens, plain.tokens - plain.tokens.mean(0, keepdims=True), atol=1e-6)
+    assert centred.info["centre"] and np.abs(centred.tokens.sum(0)).max() < 1e-5
+    with pytest.raises(ValueError, match="two labels"):
+        dense_maps(vit_session, picture, ["a cat"], method="maskclip", centre=True)
