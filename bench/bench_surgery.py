@@ -129,8 +129,9 @@ def wire_sizes(session, image, labels) -> dict[str, int]:
     from clip_widgets.widgets import SurgeryWidget  # noqa: PLC0415
 
     widget = SurgeryWidget(session, image, labels)
-    # what a label edit sends: both map stacks (the image is sent once, when it changes)
-    state = {k: v for k, v in widget.get_state().items() if k in ("surgery_maps", "raw_maps")}
+    # what a label edit sends: both map stacks, Surgery and the raw CLIP it is compared with (the
+    # image is sent once, when it changes)
+    state = {k: v for k, v in widget.get_state().items() if k in ("maps", "compare_maps")}
     from ipywidgets.widgets.widget import _remove_buffers  # noqa: PLC0415 - only the wire sizes need it
 
     stripped, _, buffers = _remove_buffers(state)

@@ -9,6 +9,8 @@ object present (the labels: the classes present plus two absent ones) and once p
 
 * mask IoU with the object's mask, mean over objects; the share of objects with IoU >= 0.5;
 * the share of absent labels whose mask is empty (no object point: their map stays cold);
+* with ``--centre``, each patch's values are centred over the labels first (``dense_maps``'s
+  ``centre=True``; Surgery does its own centring and ignores it);
 * mean IoU of a control: the random walker seeded at the object's own centre pixel (an oracle
   point; what the segmenter can do with perfect points) and with random points (a null).
 """
@@ -39,6 +41,7 @@ def main() -> None:
     parser = model_parser(__doc__)
     parser.add_argument("--scenes", type=int, default=40)
     parser.add_argument("--methods", nargs="*", default=None)
+    parser.add_argument("--centre", action="store_true", help="centre each patch over the labels (dense_maps)")
     args = parser.parse_args()
     session = load_session(args)
     methods = args.methods or method_names(tower_of(session.model))
@@ -54,7 +57,8 @@ def main() -> None:
             oracle.append(iou(walker(image, inside_point(obj.mask), [1]), obj.mask))
             point = np.array([[rng.integers(0, image.shape[1]), rng.integers(0, image.shape[0])]])
             null.append(iou(walker(image, point, [1]), obj.mask))
-    print(f"# {session!r}, {args.scenes} scenes")
+    options = {"centre": True} if args.centre else {}
+    print(f"# {session!r}, {args.scenes} scenes{', centred' if args.centre else ''}")
     print(f"{'method':<12} {'mask IoU':>9} {'IoU >= 0.5':>11} {'absent empty':>13}")
     for method in methods:
         ious, empty = [], []
@@ -67,10 +71,12 @@ def main() -> None:
                 if obj.mask.sum() < 4:
                     continue
                 label = class_prompt(f"{obj.colour} {obj.shape}")
-                mask = label_mask(session, scene.image, label, labels, method=method, segmenter=walker)[0]
+                mask = label_mask(session, scene.image, label, labels, method=method, segmenter=walker, **options)[0]
                 ious.append(iou(mask, obj.mask))
             for name in absent:
-                mask = label_mask(session, scene.image, class_prompt(name), labels, method=method, segmenter=walker)[0]
+                mask = label_mask(
+                    session, scene.image, class_prompt(name), labels, method=method, segmenter=walker, **options
+                )[0]
                 empty.append(not mask.any())
         print(f"{method:<12} {np.mean(ious):9.3f} {np.mean(np.array(ious) >= 0.5):11.3f} {np.mean(empty):13.3f}")
     print(f"{'oracle point':<12} {np.mean(oracle):9.3f} {np.mean(np.array(oracle) >= 0.5):11.3f}")

@@ -56,4 +56,4 @@ def test_every_trait_the_front_end_uses_is_synced(entry):
 
 def test_the_scan_sees_imports_and_listeners():
     assert {"codecs.js", "dom.js"} <= {p.name for p in modules("surgery.js")}
-    assert {"selected", "surgery_maps", "error"} <= traits_read("surgery.js")
+    assert {"selected", "maps", "compare_maps", "error"} <= traits_read("surgery.js")

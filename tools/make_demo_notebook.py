@@ -15,8 +15,9 @@ nb.cells = [
         "CLIP Surgery (Li et al., 2023) turns a CLIP model's image tokens into a heatmap per text label, "
         "without training: a value-value attention path in the last blocks keeps patch tokens local, and "
         "*feature surgery* removes what all labels share. The widget below shows one heatmap per label over "
-        "the image; edit the labels, switch between CLIP Surgery and raw CLIP, move the threshold, and show "
-        "the point prompts that would go to Segment Anything.\n\n"
+        "the image; edit the labels, pick the method (CLIP Surgery, raw CLIP, MaskCLIP, SCLIP, ClearCLIP, NACLIP, "
+        "GEM, Grad-ECLIP, LeGrad) and the one it is compared with, switch between the two or draw them side by "
+        "side, move the threshold, and show the point prompts that would go to Segment Anything.\n\n"
         "The session is the embedded default model: a small open_clip ViT trained on the package's shapes "
         "world (coloured shapes with captions and masks) and CIFAR-10 photos. It ships inside the package, so "
         "this runs offline anywhere. For a hub model use `ModelSession.from_pretrained('ViT-B-16', 'openai')`, "
@@ -57,6 +58,8 @@ nb.cells = [
         "widget.show_points = True\n"
         'widget.error or "ok"'
     ),
+    md("Two methods side by side, each with its own legend (the values its colours stand for):"),
+    code('widget.compare = "naclip"\nwidget.side_by_side = True\nwidget.compare_result.info["scale"]'),
 ]
 nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
 nb.metadata["clip_widgets"] = {"expects_widget": True}

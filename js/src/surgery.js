@@ -1,16 +1,19 @@
-// SurgeryWidget front end: an image, a heatmap per label over it, the label list and controls.
-// Python computes everything; this module draws the synced state and sends edits back.
+// SurgeryWidget front end: an image with a heatmap per label over it, by one method or by two side
+// by side, the label list and controls. Python computes everything; this module draws the synced
+// state and sends edits back.
 import "./surgery.css";
 import { decodeArray } from "./codecs.js";
 import { h } from "./dom.js";
 import { COLORMAPS, colormapLUT } from "./colormap.js";
 import { addLabel, moveSelection, removeLabel } from "./labels.js";
 import { errorBanner, paintArray, subscribe } from "./kit.js";
-import { legendEnds, legendRGBA, overlayRGBA } from "./render.js";
+import { legendRGBA, overlayRGBA } from "./render.js";
+import { legendText, mapSource, methodInfo, panes } from "./surgery_layout.js";
 import { debouncedSaver } from "./sync.js";
 
 const SLIDER_DEBOUNCE_MS = 150;
-const MODE_NAMES = { surgery: "CLIP Surgery", raw: "raw CLIP" };
+const LEGEND_WIDTH = 128;
+const LEGEND_HEIGHT = 10;
 let viewCount = 0; // element ids stay unique when one page shows several views
 
 function select(className, label, options) {
@@ -23,52 +26,69 @@ function labelled(text, control) {
   return h("label", { class: "cw-control" }, [h("span", { class: "cw-control-name", text }), control]);
 }
 
+/** One image with its heatmap (and, for the shown method, point prompts) and its legend. */
+function makePane(role) {
+  const base = h("canvas", { class: "cw-base", width: 1, height: 1 });
+  const overlay = h("canvas", { class: "cw-overlay", width: 1, height: 1 });
+  const points = role === "method" ? h("canvas", { class: "cw-points", width: 1, height: 1 }) : null;
+  const stage = h("div", { class: "cw-stage" }, points ? [base, overlay, points] : [base, overlay]);
+  const bar = h("canvas", { class: "cw-legend-bar", width: LEGEND_WIDTH, height: LEGEND_HEIGHT });
+  const caption = h("span", { class: "cw-legend-caption" });
+  const low = h("span", { class: "cw-legend-low", text: "low" });
+  const high = h("span", { class: "cw-legend-high", text: "high" });
+  const note = h("span", { class: "cw-legend-note" });
+  const legend = h("div", { class: "cw-legend" }, [caption, h("div", { class: "cw-legend-scale" }, [low, bar, high]), note]);
+  const el = h("figure", { class: `cw-pane cw-pane-${role}`, "data-role": role }, [stage, legend]);
+  return { role, el, stage, base, overlay, points, bar, caption, low, high, note };
+}
+
 function render({ model, el }) {
   el.classList.add("cw-surgery");
   const uid = `cw-surgery-${++viewCount}`;
   const banner = errorBanner(model, () => Object.values(localErrors));
   const busy = h("div", { class: "cw-busy", text: "computing…", hidden: true });
 
-  const base = h("canvas", { class: "cw-base", width: 1, height: 1 });
-  const overlay = h("canvas", { class: "cw-overlay", width: 1, height: 1 });
-  const pointsLayer = h("canvas", { class: "cw-points", width: 1, height: 1 });
-  const stage = h("div", { class: "cw-stage" }, [base, overlay, pointsLayer]);
+  const primary = makePane("method");
+  const second = makePane("compare");
+  const paneByRole = { method: primary, compare: second };
+  const pointsLayer = primary.points;
 
   const list = h("ul", { class: "cw-labels", role: "listbox", tabindex: "0", "aria-label": "labels" });
   const input = h("input", { class: "cw-label-input", type: "text", placeholder: "add a label, press Enter" });
 
-  const mode = select("cw-mode", "map", Object.entries(MODE_NAMES));
+  const methodMenu = h("select", { class: "cw-method", "aria-label": "map method" });
+  const compareMenu = h("select", { class: "cw-compare", "aria-label": "compared method" });
+  const sideBySide = h("input", { class: "cw-side-by-side", type: "checkbox" });
+  const switchButton = h("button", { class: "cw-switch", type: "button" });
   const threshold = h("input", { class: "cw-threshold", type: "range", min: "0", max: "1", step: "0.01" });
   const thresholdValue = h("output", { class: "cw-threshold-value" });
-  const method = select("cw-threshold-method", "threshold method", [["fixed", "fixed"], ["quantile", "quantile"], ["otsu", "Otsu"]]);
+  const thresholdMethod = select("cw-threshold-method", "threshold rule", [["fixed", "fixed"], ["quantile", "quantile"], ["otsu", "Otsu"]]);
   const opacity = h("input", { class: "cw-opacity", type: "range", min: "0", max: "1", step: "0.01" });
   const colormap = select("cw-colormap", "colormap", COLORMAPS.map((name) => [name, name]));
   const showPoints = h("input", { class: "cw-show-points", type: "checkbox" });
 
-  const legendBar = h("canvas", { class: "cw-legend-bar", width: 128, height: 10 });
-  const legendCaption = h("span", { class: "cw-legend-caption" });
-  const legendLow = h("span", { class: "cw-legend-low", text: "low" });
-  const legendHigh = h("span", { class: "cw-legend-high", text: "high" });
-  const legendNote = h("span", { class: "cw-legend-note" });
-  const legend = h("div", { class: "cw-legend" }, [
-    legendCaption,
-    h("div", { class: "cw-legend-scale" }, [legendLow, legendBar, legendHigh]),
-    legendNote,
-  ]);
-
   const controls = h("div", { class: "cw-controls" }, [
-    labelled("map", mode),
+    labelled("map", methodMenu),
+    labelled("compare", compareMenu),
+    h("div", { class: "cw-compare-row" }, [
+      h("label", { class: "cw-control cw-check" }, [sideBySide, h("span", { text: "side by side" })]),
+      switchButton,
+    ]),
     labelled("threshold", h("span", { class: "cw-range" }, [threshold, thresholdValue])),
-    labelled("method", method),
+    labelled("rule", thresholdMethod),
     labelled("opacity", opacity),
     labelled("colormap", colormap),
     h("label", { class: "cw-control cw-check" }, [showPoints, h("span", { text: "point prompts" })]),
   ]);
-  const side = h("div", { class: "cw-side" }, [list, input, controls, legend]);
-  el.replaceChildren(banner.el, h("div", { class: "cw-body" }, [h("div", { class: "cw-view" }, [stage, busy]), side]));
+  const side = h("div", { class: "cw-side" }, [list, input, controls]);
+  const view = h("div", { class: "cw-view" }, [h("div", { class: "cw-panes" }, [primary.el, second.el]), busy]);
+  el.replaceChildren(banner.el, h("div", { class: "cw-body" }, [view, side]));
 
   // Decoded arrays are cached per trait so redraws (threshold, colormap) never decode again.
   const decoded = {};
+  // The method each map array was computed for: a switch in the page finds each method's maps
+  // where they are before Python sends them swapped.
+  const owners = { maps: model.get("method"), compare_maps: model.get("compare") };
   const localErrors = {}; // one message per drawing step, so one success never hides another's failure
   let previewCutoff = null; // a fixed threshold being dragged, drawn before Python answers
   let previewOpacity = null; // an opacity being dragged, drawn before the model has it
@@ -102,12 +122,25 @@ function render({ model, el }) {
     return Array.isArray(labels) ? labels : [];
   }
 
-  function clearImage() {
-    base.width = base.height = pointsLayer.width = pointsLayer.height = 1;
-    stage.style.aspectRatio = "";
+  function methodsList() {
+    const methods = model.get("methods");
+    return Array.isArray(methods) ? methods : [];
   }
 
-  // A malformed image leaves an empty stage rather than the previous picture.
+  function shownPanes() {
+    return panes({ method: model.get("method"), compare: model.get("compare"), sideBySide: model.get("side_by_side") })
+      .map((pane) => ({ ...pane, ...paneByRole[pane.role], name: pane.name }));
+  }
+
+  function clearImage() {
+    for (const pane of [primary, second]) {
+      pane.base.width = pane.base.height = 1;
+      pane.stage.style.aspectRatio = "";
+    }
+    pointsLayer.width = pointsLayer.height = 1;
+  }
+
+  // A malformed image leaves empty stages rather than the previous picture.
   const drawImage = guarded("image", () => {
     try {
       paintImage();
@@ -125,10 +158,12 @@ function render({ model, el }) {
     }
     if (image.shape.length !== 3 || image.shape[2] !== 3) throw new Error(`image must be (H, W, 3), got [${image.shape}]`);
     const [height, width] = image.shape;
-    paintArray(base, image);
+    for (const pane of [primary, second]) {
+      paintArray(pane.base, image);
+      pane.stage.style.aspectRatio = `${width} / ${height}`;
+    }
     pointsLayer.width = width;
     pointsLayer.height = height;
-    stage.style.aspectRatio = `${width} / ${height}`;
   }
 
   function selectedIndex() {
@@ -136,35 +171,43 @@ function render({ model, el }) {
     return Number.isInteger(index) && index >= 0 && index < labelsList().length ? index : -1;
   }
 
+  /** The decoded maps of method `name`, or null while none are there for it. */
+  function mapsOf(name) {
+    const source = mapSource(name, owners);
+    const maps = source ? decode(source) : null;
+    if (maps && maps.shape.length !== 3) throw new Error(`maps must be (labels, H, W), got [${maps.shape}]`);
+    return maps;
+  }
+
   // Maps may be coarser than the image (Python sends them small); CSS stretches the overlay
   // canvas over the whole stage, so only the aspect has to agree.
   const drawOverlay = guarded("heatmap", () => {
-    const context = overlay.getContext("2d");
-    const currentMode = model.get("mode");
-    const maps = decode(currentMode === "raw" ? "raw_maps" : "surgery_maps");
-    if (maps && maps.shape.length !== 3) {
-      context.clearRect(0, 0, overlay.width, overlay.height);
-      throw new Error(`maps must be (labels, H, W), got [${maps.shape}]`);
-    }
     const index = selectedIndex();
-    if (!maps || index < 0 || index >= maps.shape[0]) {
-      context.clearRect(0, 0, overlay.width, overlay.height);
-      return;
-    }
-    const [, height, width] = maps.shape;
-    overlay.width = width;
-    overlay.height = height;
     const cutoffs = model.get("cutoffs") || {};
     const preview = model.get("threshold_method") === "fixed" ? previewCutoff : null;
-    const fromPython = Number((cutoffs[currentMode] || [])[index]);
-    const cutoff = preview ?? (Number.isFinite(fromPython) ? fromPython : 0);
-    const slice = maps.data.subarray(index * width * height, (index + 1) * width * height);
-    const pixels = overlayRGBA(slice, width, height, {
-      cutoff,
-      lut: colormapLUT(model.get("colormap")),
-      opacity: previewOpacity ?? model.get("opacity"),
-    });
-    context.putImageData(new ImageData(pixels, width, height), 0, 0);
+    const lut = colormapLUT(model.get("colormap"));
+    for (const pane of shownPanes()) {
+      const context = pane.overlay.getContext("2d");
+      let maps = null;
+      try {
+        maps = mapsOf(pane.name);
+      } catch (err) {
+        context.clearRect(0, 0, pane.overlay.width, pane.overlay.height);
+        throw err;
+      }
+      if (!maps || index < 0 || index >= maps.shape[0]) {
+        context.clearRect(0, 0, pane.overlay.width, pane.overlay.height);
+        continue;
+      }
+      const [, height, width] = maps.shape;
+      pane.overlay.width = width;
+      pane.overlay.height = height;
+      const fromPython = Number((cutoffs[pane.name] || [])[index]);
+      const cutoff = preview ?? (Number.isFinite(fromPython) ? fromPython : 0);
+      const slice = maps.data.subarray(index * width * height, (index + 1) * width * height);
+      const pixels = overlayRGBA(slice, width, height, { cutoff, lut, opacity: previewOpacity ?? model.get("opacity") });
+      context.putImageData(new ImageData(pixels, width, height), 0, 0);
+    }
   });
 
   const drawPoints = guarded("points", () => {
@@ -198,18 +241,19 @@ function render({ model, el }) {
   });
 
   const drawLegend = guarded("legend", () => {
-    const lut = colormapLUT(model.get("colormap"));
-    legendBar.getContext("2d").putImageData(new ImageData(legendRGBA(lut, 128, 10), 128, 10), 0, 0);
+    const bar = new ImageData(legendRGBA(colormapLUT(model.get("colormap")), LEGEND_WIDTH, LEGEND_HEIGHT), LEGEND_WIDTH, LEGEND_HEIGHT);
     const index = selectedIndex();
-    const label = index >= 0 ? labelsList()[index] : "no label selected";
-    legendCaption.textContent = `${MODE_NAMES[model.get("mode")] ?? model.get("mode")}: ${label}`;
-    const scale = (model.get("map_scales") || {})[model.get("mode")];
-    const [low, high] = legendEnds(scale, index, { floor: Boolean(scale && scale.floor) });
-    legendLow.textContent = low;
-    legendHigh.textContent = high;
-    legendNote.textContent = !scale ? "" : scale.kind === "joint"
-      ? "similarity to the label; one scale for all labels"
-      : "similarity to the label; each label stretched on its own";
+    const label = index >= 0 ? labelsList()[index] : null;
+    const scales = model.get("map_scales") || {};
+    for (const pane of shownPanes()) {
+      pane.bar.getContext("2d").putImageData(bar, 0, 0);
+      const text = legendText(methodInfo(methodsList(), pane.name), scales[pane.name], label, index);
+      pane.caption.textContent = text.caption;
+      pane.caption.title = text.caption;
+      pane.low.textContent = text.low;
+      pane.high.textContent = text.high;
+      pane.note.textContent = text.note;
+    }
   });
 
   const drawLabels = guarded("labels", () => {
@@ -256,18 +300,37 @@ function render({ model, el }) {
     model.save_changes();
   }
 
+  // The menus list the methods that apply to the session's image tower, by title.
+  const drawMenus = guarded("methods", () => {
+    const options = methodsList().map((m) => [m.name, m.title ?? m.name]);
+    methodMenu.replaceChildren(...options.map(([value, text]) => h("option", { value, text })));
+    compareMenu.replaceChildren(...[["", "none"], ...options].map(([value, text]) => h("option", { value, text })));
+    syncControls();
+  });
+
   function syncControls() {
-    mode.value = model.get("mode");
+    const method = model.get("method");
+    const compare = model.get("compare");
+    methodMenu.value = method;
+    compareMenu.value = compare;
+    sideBySide.checked = model.get("side_by_side");
+    sideBySide.disabled = !compare;
+    const other = methodInfo(methodsList(), compare).title;
+    switchButton.textContent = `⇄ show ${other}`;
+    switchButton.title = `show ${other}, with ${methodInfo(methodsList(), method).title} as the compared method`;
+    switchButton.hidden = !compare || model.get("side_by_side");
+    second.el.hidden = !(compare && model.get("side_by_side"));
+    el.classList.toggle("cw-two-panes", !second.el.hidden);
     if (!dragging.has(threshold)) {
       threshold.value = String(model.get("threshold"));
       thresholdValue.textContent = Number(model.get("threshold")).toFixed(2);
     }
-    method.value = model.get("threshold_method");
+    thresholdMethod.value = model.get("threshold_method");
     threshold.disabled = model.get("threshold_method") === "otsu";
     if (!dragging.has(opacity)) opacity.value = String(model.get("opacity"));
     colormap.value = model.get("colormap");
     showPoints.checked = model.get("show_points");
-    stage.style.width = `${model.get("display_width")}px`;
+    for (const pane of [primary, second]) pane.el.style.width = `${model.get("display_width")}px`;
     busy.hidden = !model.get("busy");
   }
 
@@ -297,12 +360,26 @@ function render({ model, el }) {
     drawOverlay();
     saveSlider("opacity", previewOpacity);
   });
-  for (const [control, name] of [[mode, "mode"], [method, "threshold_method"], [colormap, "colormap"]]) {
+  const menus = [[methodMenu, "method"], [compareMenu, "compare"], [thresholdMethod, "threshold_method"], [colormap, "colormap"]];
+  for (const [control, name] of menus) {
     control.addEventListener("change", () => {
       model.set(name, control.value);
       model.save_changes();
     });
   }
+  sideBySide.addEventListener("change", () => {
+    model.set("side_by_side", sideBySide.checked);
+    model.save_changes();
+  });
+  // The switch swaps the two methods in one change: both maps are there, so it draws at once.
+  switchButton.addEventListener("click", () => {
+    const method = model.get("method");
+    const compare = model.get("compare");
+    if (!compare) return;
+    model.set("method", compare);
+    model.set("compare", method);
+    model.save_changes();
+  });
   showPoints.addEventListener("change", () => {
     model.set("show_points", showPoints.checked);
     model.save_changes();
@@ -324,19 +401,23 @@ function render({ model, el }) {
     setSelected(moveSelection(model.get("selected"), count, Math.max(-count, Math.min(count, steps[event.key]))));
   });
 
+  const redraw = () => { syncControls(); drawOverlay(); drawLegend(); };
+
   // -- changes from Python ----------------------------------------------------------------
+  // Python sets `method` and `compare` before it sends the maps computed for them.
   const handlers = {
     "change:image": () => { delete decoded.image; drawImage(); drawPoints(); },
-    "change:surgery_maps": () => { delete decoded.surgery_maps; drawOverlay(); },
-    "change:raw_maps": () => { delete decoded.raw_maps; drawOverlay(); },
+    "change:maps": () => { delete decoded.maps; owners.maps = model.get("method"); drawOverlay(); },
+    "change:compare_maps": () => { delete decoded.compare_maps; owners.compare_maps = model.get("compare"); drawOverlay(); },
     "change:cutoffs": () => { previewCutoff = null; drawOverlay(); },
     // A dragged fixed threshold is previewed until Python's cutoffs for it arrive.
     "change:threshold": syncControls,
     "change:labels change:probs": () => { drawLabels(); drawLegend(); },
     "change:selected": () => { drawLabels(); drawOverlay(); drawLegend(); },
-    "change:mode": () => { syncControls(); drawOverlay(); drawLegend(); },
+    "change:methods": () => { drawMenus(); drawLegend(); },
+    "change:method change:compare change:side_by_side": redraw,
     "change:map_scales": () => drawLegend(),
-    "change:colormap": () => { syncControls(); drawOverlay(); drawLegend(); },
+    "change:colormap": redraw,
     "change:opacity": () => { previewOpacity = null; syncControls(); drawOverlay(); },
     "change:threshold_method": () => { syncControls(); drawOverlay(); },
     "change:display_width change:busy": syncControls,
@@ -345,6 +426,7 @@ function render({ model, el }) {
   };
   const unsubscribe = subscribe(model, Object.entries(handlers));
 
+  drawMenus();
   syncControls();
   showError();
   drawImage();

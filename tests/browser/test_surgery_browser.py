@@ -24,9 +24,10 @@ CELLS = [
     "print(json.dumps({'mean': w.image.reshape(-1, 3).mean(0).tolist(), 'shape': list(w.image.shape)}))\n"
     "display(w)",
     # 1: browser edits reached Python
-    "print(json.dumps({'selected': w.selected, 'threshold': w.threshold, 'labels': w.labels}))",
+    "print(json.dumps({'selected': w.selected, 'threshold': w.threshold, 'labels': w.labels, 'method': w.method,\n"
+    "                  'result': w.result.method, 'compare': w.compare}))",
     # 2: Python edits reach the browser
-    "w.labels = w.labels + ['helmet']\nw.mode = 'raw'\nw.threshold = 0.3\nw.show_points = True",
+    "w.labels = w.labels + ['helmet']\nw.method, w.compare = 'raw', 'surgery'\nw.threshold = 0.3\nw.show_points = True",
     # 3: a failure shows in the widget, and the widget keeps working
     "def broken(*a, **k):\n    raise RuntimeError('text tower unavailable')\n"
     "session.encode_text, saved = broken, session.encode_text\n"
@@ -50,12 +51,30 @@ CANVAS_STATS = """canvas => {
 }"""
 
 
+OVERLAY = ".cw-surgery .cw-pane-{} .cw-overlay"
+# true once the overlay shows heat whose pixels hash to something other than `hash` (a method
+# whose maps are still being computed leaves it empty)
+OVERLAY_CHANGED = (
+    "([selector, hash]) => { const c = document.querySelector(selector);"
+    " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+    " let x = 0, drawn = false; for (let i = 0; i < d.length; i += 4) {"
+    " x = (x * 31 + d[i] + 7 * d[i + 1] + 13 * d[i + 2] + 17 * d[i + 3]) >>> 0; drawn ||= d[i + 3] > 0; }"
+    " return drawn && x !== hash; }"
+)
+
+
 def screenshot(page, tmp_path: Path, name: str) -> Path:
     folder = Path(os.environ.get("CLIP_WIDGETS_SCREENSHOTS", tmp_path))
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
     page.locator(".cw-surgery").first.screenshot(path=str(path))
     return path
+
+
+def legend_numbers(pane) -> tuple[float, float]:
+    """The values at the two ends of a pane's colour bar ("≤ " marks a floor)."""
+    low, high = pane.locator(".cw-legend-low").inner_text(), pane.locator(".cw-legend-high").inner_text()
+    return float(low.removeprefix("≤ ")), float(high)
 
 
 def test_surgery_widget_in_jupyterlab(page, lab_server, tmp_path):
@@ -78,10 +97,15 @@ def test_surgery_widget_in_jupyterlab(page, lab_server, tmp_path):
     assert widget.locator(".cw-labels img").count() == 0
     assert page.evaluate("() => window.__injected") is None
     assert widget.locator(".cw-label.cw-selected .cw-label-text").inner_text() == "face"
-    assert "face" in widget.locator(".cw-legend-caption").inner_text()
+    shown = widget.locator(".cw-pane-method")
+    assert shown.locator(".cw-legend-caption").inner_text() == "CLIP Surgery: face"
+    assert widget.locator(".cw-pane-compare").is_hidden()  # one map at a time unless side by side
     # the legend says what the ends of the colour bar stand for, in similarity units
-    low, high = widget.locator(".cw-legend-low").inner_text(), widget.locator(".cw-legend-high").inner_text()
+    low, high = shown.locator(".cw-legend-low").inner_text(), shown.locator(".cw-legend-high").inner_text()
     assert low.startswith("≤ ") and float(low[2:]) == 0.0 and float(high) > 0, (low, high)
+    # the menu lists every method a ViT runs, by title
+    titles = widget.locator("select.cw-method option").all_inner_texts()
+    assert titles[:2] == ["raw CLIP", "CLIP Surgery"] and "NACLIP" in titles and len(titles) == 9
     first = screenshot(page, tmp_path, "surgery-light")
     assert first.stat().st_size > 5_000
 
@@ -89,14 +113,21 @@ def test_surgery_widget_in_jupyterlab(page, lab_server, tmp_path):
     overlay_face = page.eval_on_selector(".cw-surgery .cw-overlay", CANVAS_STATS)
     assert overlay_face["opaque"] > 0.05
     widget.locator(".cw-label").nth(1).click()
-    page.wait_for_function(
-        "h => { const c = document.querySelector('.cw-surgery .cw-overlay');"
-        " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
-        " let x = 0; for (let i = 0; i < d.length; i += 4)"
-        " x = (x * 31 + d[i] + 7 * d[i + 1] + 13 * d[i + 2] + 17 * d[i + 3]) >>> 0; return x !== h; }",
-        arg=overlay_face["hash"],
-    )
+    page.wait_for_function(OVERLAY_CHANGED, arg=[OVERLAY.format("method"), overlay_face["hash"]])
     assert widget.locator(".cw-label.cw-selected .cw-label-text").inner_text() == "rocket"
+
+    # Another method from the menu: Python computes its maps and the heat drawn changes.
+    surgery = page.eval_on_selector(OVERLAY.format("method"), CANVAS_STATS)
+    widget.locator("select.cw-method").select_option("naclip")
+    page.wait_for_function(OVERLAY_CHANGED, arg=[OVERLAY.format("method"), surgery["hash"]])
+    page.wait_for_function(
+        "() => document.querySelector('.cw-surgery .cw-pane-method .cw-legend-caption')"
+        ".textContent === 'NACLIP: rocket'"
+    )
+    naclip = page.eval_on_selector(OVERLAY.format("method"), CANVAS_STATS)
+    assert naclip["opaque"] > 0.01 and naclip["mean"] != surgery["mean"], (naclip, surgery)
+    widget.locator("select.cw-method").select_option("surgery")
+    page.wait_for_function(OVERLAY_CHANGED, arg=[OVERLAY.format("method"), naclip["hash"]])
 
     # Dragging the threshold hides more of the map at once; Python hears of it once, debounced.
     before = page.eval_on_selector(".cw-surgery .cw-overlay", CANVAS_STATS)
@@ -110,13 +141,16 @@ def test_surgery_widget_in_jupyterlab(page, lab_server, tmp_path):
     page.wait_for_timeout(400)
     synced = json.loads(notebook.run_next().splitlines()[0])
     assert synced["selected"] == 1 and synced["threshold"] == pytest.approx(0.9)
+    assert synced["method"] == synced["result"] == "surgery" and synced["compare"] == "raw"
 
     # Python edits appear in the browser.
     notebook.run_next()
     page.wait_for_function("() => document.querySelectorAll('.cw-surgery .cw-label').length === 4")
     assert widget.locator(".cw-label-text").nth(3).inner_text() == "helmet"
-    assert widget.locator("select.cw-mode").input_value() == "raw"
-    assert "raw CLIP" in widget.locator(".cw-legend-caption").inner_text()
+    assert widget.locator("select.cw-method").input_value() == "raw"
+    assert widget.locator("select.cw-compare").input_value() == "surgery"
+    assert shown.locator(".cw-legend-caption").inner_text() == "raw CLIP: rocket"
+    assert widget.locator(".cw-switch").inner_text() == "⇄ show CLIP Surgery"
     points = page.eval_on_selector(".cw-surgery .cw-points", CANVAS_STATS)
     assert points["opaque"] > 0, "point prompts are drawn"
 
@@ -138,4 +172,76 @@ def test_surgery_widget_in_jupyterlab(page, lab_server, tmp_path):
     )
     assert sum(background) / 3 < 100, f"background {background} is not dark"
     screenshot(page, tmp_path, "surgery-dark")
+    assert not [e for e in page.console_errors if "cw-" in e or "surgery" in e.lower()], page.console_errors
+
+
+SCENE_CELLS = [
+    # 0: a world scene on the embedded world-vit, CLIP Surgery compared with raw CLIP
+    "import json\n"
+    "import numpy as np\n"
+    "from clip_widgets import ModelSession, SurgeryWidget\n"
+    "from clip_widgets.world import draw_scene\n"
+    "scene = draw_scene(np.random.default_rng(3), spec=[('red', 'star'), ('blue', 'circle')], word_probability=0.0)\n"
+    "w = SurgeryWidget(ModelSession.from_embedded('world-vit'), scene.image.resize((256, 256)),\n"
+    "                  ['a red star', 'a blue circle', 'a green square'], display_width=300)\n"
+    "display(w)",
+    # 1: what the browser chose reached Python
+    "print(json.dumps({'method': w.method, 'compare': w.compare, 'side_by_side': w.side_by_side,\n"
+    "                  'scales': {k: [v['low'][0], v['high'][0]] for k, v in w.map_scales.items()}}))",
+]
+
+
+def test_two_methods_side_by_side(page, lab_server, tmp_path):
+    notebook = LabNotebook(page, lab_server, "surgery_side_by_side", SCENE_CELLS)
+    notebook.run_next()
+    widget = page.locator(".cw-surgery").first
+    widget.wait_for(state="visible", timeout=60_000)
+    page.wait_for_function("() => document.querySelector('.cw-surgery .cw-overlay')?.width > 1")
+    assert widget.locator(".cw-label.cw-selected .cw-label-text").inner_text() == "a red star"
+
+    # The switch shows the compared method in place of the shown one, at once.
+    method_pane, compare_pane = widget.locator(".cw-pane-method"), widget.locator(".cw-pane-compare")
+    surgery = page.eval_on_selector(OVERLAY.format("method"), CANVAS_STATS)
+    widget.locator(".cw-switch").click()
+    page.wait_for_function(OVERLAY_CHANGED, arg=[OVERLAY.format("method"), surgery["hash"]])
+    assert method_pane.locator(".cw-legend-caption").inner_text() == "raw CLIP: a red star"
+    raw = page.eval_on_selector(OVERLAY.format("method"), CANVAS_STATS)
+    widget.locator(".cw-switch").click()  # and back
+    page.wait_for_function(OVERLAY_CHANGED, arg=[OVERLAY.format("method"), raw["hash"]])
+
+    # Compare with GEM, side by side: two heat canvases over two images, each with its legend.
+    widget.locator("select.cw-compare").select_option("gem")
+    widget.locator("input.cw-side-by-side").check()
+    compare_pane.wait_for(state="visible")
+    page.wait_for_function(
+        "() => document.querySelector('.cw-surgery .cw-pane-compare .cw-legend-caption').textContent"
+        " === 'GEM: a red star' && document.querySelector('.cw-surgery .cw-pane-compare .cw-overlay').width > 1"
+    )
+    assert widget.locator(".cw-switch").is_hidden()
+    left = page.eval_on_selector(OVERLAY.format("method"), CANVAS_STATS)
+    right = page.eval_on_selector(OVERLAY.format("compare"), CANVAS_STATS)
+    assert left["opaque"] > 0.02 and right["opaque"] > 0.02, (left, right)
+    assert left["hash"] != right["hash"] and left["mean"] != right["mean"]
+    images = [page.eval_on_selector(f".cw-surgery .cw-pane-{r} .cw-base", CANVAS_STATS) for r in ("method", "compare")]
+    assert images[0]["hash"] == images[1]["hash"] and images[0]["width"] == 256  # the same picture under both
+    boxes = [pane.locator(".cw-stage").bounding_box() for pane in (method_pane, compare_pane)]
+    assert boxes[1]["x"] >= boxes[0]["x"] + boxes[0]["width"], boxes  # next to each other
+    assert method_pane.locator(".cw-legend-caption").inner_text() == "CLIP Surgery: a red star"
+    state = json.loads(notebook.run_next().splitlines()[0])
+    assert (state["method"], state["compare"], state["side_by_side"]) == ("surgery", "gem", True)
+    for pane, name in ((method_pane, "surgery"), (compare_pane, "gem")):  # the legends carry Python's numbers
+        low, high = legend_numbers(pane)
+        assert low == pytest.approx(state["scales"][name][0], abs=1e-3), name
+        assert high == pytest.approx(state["scales"][name][1], abs=1e-3) and high > low, name
+    assert "similarity to the label" in compare_pane.locator(".cw-legend-note").inner_text()
+
+    # Point prompts stay on the shown method's pane.
+    widget.locator("input.cw-show-points").check()
+    page.wait_for_function(
+        "() => { const c = document.querySelector('.cw-surgery .cw-pane-method .cw-points');"
+        " return c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some(v => v > 0); }"
+    )
+    assert compare_pane.locator(".cw-points").count() == 0
+    shot = screenshot(page, tmp_path, "surgery-side-by-side")
+    assert shot.stat().st_size > 5_000
     assert not [e for e in page.console_errors if "cw-" in e or "surgery" in e.lower()], page.console_errors
