@@ -28,3 +28,19 @@ export function colormapLUT(name) {
   cache.set(key, lut);
   return lut;
 }
+
+/** The ends of the signed (diverging) scale: blue for negative values, red for positive. */
+export const SIGNED_NEGATIVE = [33, 102, 172];
+export const SIGNED_POSITIVE = [178, 24, 43];
+
+/** Largest magnitude of `values` (never 0, so it can divide): the limit of a signed scale. */
+export function extent(values) {
+  let top = 0;
+  for (const v of values) if (Number.isFinite(v)) top = Math.max(top, Math.abs(v));
+  return top > 0 ? top : 1e-12;
+}
+
+/** Black or white text, whichever reads better on `rgb`. */
+export function inkOn([r, g, b]) {
+  return 0.299 * r + 0.587 * g + 0.114 * b > 140 ? "#000000" : "#ffffff";
+}

@@ -1,8 +1,9 @@
 // ActivationGridWidget's pure helpers: cell sizes and hit tests, arrow-key steps, the signed
 // attribution scale and its legend, fixed-scale bars. No DOM, so Node's test runner checks them.
 
-const NEGATIVE = [33, 102, 172]; // blue: the position pushes away from the class
-const POSITIVE = [178, 24, 43]; // red: the position pushes towards the class
+import { SIGNED_NEGATIVE as NEGATIVE, SIGNED_POSITIVE as POSITIVE, extent, inkOn } from "./colormap.js";
+
+export { extent, inkOn }; // red: towards the class, blue: away
 
 /** CSS px a side of one cell: `target` px for the whole grid, never under `min` px a cell. */
 export function cellSize(grid, { target = 320, min = 48 } = {}) {
@@ -31,13 +32,6 @@ export function stepPosition(position, key, grid) {
   if (!position) return [0, 0];
   const clamp = (v, n) => Math.max(0, Math.min(n - 1, v));
   return [clamp(position[0] + move[0], grid[0]), clamp(position[1] + move[1], grid[1])];
-}
-
-/** Largest magnitude of `values` (never 0, so it can divide). */
-export function extent(values) {
-  let top = 0;
-  for (const v of values) if (Number.isFinite(v)) top = Math.max(top, Math.abs(v));
-  return top > 0 ? top : 1e-12;
 }
 
 /**
@@ -101,11 +95,6 @@ export function fixedBars(values, limit, { signed = false } = {}) {
     if (!signed && t < 0) return { left: 0, width: 0, zero };
     return { left: t < 0 ? zero - width : zero, width, zero };
   });
-}
-
-/** Black or white text, whichever reads better on `rgb`. */
-export function inkOn([r, g, b]) {
-  return 0.299 * r + 0.587 * g + 0.114 * b > 140 ? "#000000" : "#ffffff";
 }
 
 /** RGBA pixels of `rgb` (H * W * 3) in muted gray, pulled towards mid-gray: a quiet base for heat. */

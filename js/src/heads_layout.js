@@ -1,17 +1,9 @@
 // HeadExplorer's pure helpers: the grid's colour scales, signed heat overlays, arrow-key steps
 // and number formats. No DOM, so Node's test runner checks them.
-import { colormapLUT } from "./colormap.js";
+import { SIGNED_NEGATIVE as NEGATIVE, SIGNED_POSITIVE as POSITIVE, colormapLUT, extent, inkOn } from "./colormap.js";
 
-const NEGATIVE = [33, 102, 172]; // blue: the head writes away from the text
+export { extent, inkOn }; // red: the head writes towards the text, blue: away from it
 const MIDDLE = [247, 247, 247];
-const POSITIVE = [178, 24, 43]; // red: the head writes towards the text
-
-/** Largest magnitude of `values` (never 0, so it can divide). */
-export function extent(values) {
-  let top = 0;
-  for (const v of values) if (Number.isFinite(v)) top = Math.max(top, Math.abs(v));
-  return top > 0 ? top : 1e-12;
-}
 
 /** RGB of `t` in [-1, 1] on a blue-white-red scale. */
 export function divergingColour(t) {
@@ -51,11 +43,6 @@ export function cellColour(value, scale) {
   const lut = colormapLUT("viridis");
   const i = Math.round(Math.max(0, Math.min(1, value / scale.high)) * 255) * 3;
   return [lut[i], lut[i + 1], lut[i + 2]];
-}
-
-/** Black or white, whichever reads better on `rgb`. */
-export function inkOn([r, g, b]) {
-  return 0.299 * r + 0.587 * g + 0.114 * b > 140 ? "#000000" : "#ffffff";
 }
 
 /**
