@@ -37,6 +37,8 @@ _EXPORTS = {
     "Atlas": "atlas",
     "collect_examples": "examples",
     "ExampleStore": "examples",
+    "label_units": "unit_labels",
+    "UnitLabels": "unit_labels",
 }
 
 __all__ = sorted(_EXPORTS)
