@@ -80,3 +80,62 @@ def test_failures_show_in_the_lab_and_it_recovers(vit_session, monkeypatch):
     np.testing.assert_array_equal(lab.attacked, np.asarray(write_text(scene, "apple", fill=(0, 0, 0),
                                                                       outline=(255, 255, 255))))  # fmt: skip
     lab.close()
+
+
+def test_patch_mode_shows_the_patch_at_the_corner_that_raises_its_class_most(vit_session):
+    from clip_widgets.patch_attack import CORNERS, noise_patch, paste_patch
+
+    scene = draw_scene(3, size=96).image
+    star, ipod = np.asarray(draw_scene(11, size=40).image), np.full((8, 8, 3), 250, np.uint8)
+    lab = TypographicLab(vit_session, scene, CLASSES, text="ipod", layer="blocks.1", units=4,
+                         patches={"an ipod": ipod, "a blue star": star})  # fmt: skip
+    assert lab.patch_classes == ["an ipod", "a blue star"] and lab.patch_class == "a blue star"  # first in classes
+    assert lab.used_corner == ""  # word mode: no corner
+    lab.mode = "patch"
+    np.testing.assert_array_equal(lab.patch, star)
+    candidates = [paste_patch(scene, star, scale=0.3, corner=c) for c in CORNERS]
+    probs = zero_shot(vit_session, [scene, *candidates], CLASSES)
+    best = int(probs[1:, CLASSES.index("a blue star")].argmax())
+    assert lab.used_corner == CORNERS[best]
+    np.testing.assert_array_equal(lab.attacked, np.asarray(candidates[best]))
+    np.testing.assert_array_equal(np.asarray(lab.attacked_image()), lab.attacked)
+    np.testing.assert_allclose([lab.clean_probs, lab.attacked_probs], probs[[0, 1 + best]], rtol=1e-5, atol=1e-7)
+    assert len(lab.top_units) == 4
+
+    with lab.hold_trait_notifications():
+        lab.corner, lab.patch_size, lab.patch_class = "bottom-right", 0.5, "an ipod"
+    assert lab.used_corner == "bottom-right"
+    expected = paste_patch(scene, ipod, scale=0.5, corner="bottom-right")
+    np.testing.assert_array_equal(lab.attacked, np.asarray(expected))
+    assert (lab.attacked[48:, 48:] == 250).all() and (lab.attacked[:48] == np.asarray(scene)[:48]).all()
+    lab.patch_noise = True  # the control: noise of the same size in the same place
+    np.testing.assert_array_equal(lab.attacked, np.asarray(paste_patch(scene, noise_patch(48), scale=0.5,
+                                                                       corner="bottom-right")))  # fmt: skip
+    with pytest.raises(traitlets.TraitError, match="no patch for 'a cat'.*'an ipod', 'a blue star'"):
+        lab.patch_class = "a cat"
+    assert lab.patch_class == "an ipod"
+    lab.mode = "word"
+    np.testing.assert_array_equal(lab.attacked, np.asarray(write_text(scene, "ipod")))
+    lab.close()
+
+
+def test_patch_mode_errors_show_and_an_atlas_gives_the_patches(vit_session):
+    from test_patch_attack import _atlas
+
+    scene = draw_scene(4, size=64).image
+    lab = TypographicLab(vit_session, scene, CLASSES)
+    lab.set_state({"mode": "patch"})  # no patches at all
+    assert "no patches to paste" in lab.error and lab.mode == "word"
+    atlas = _atlas()
+    lab = TypographicLab(vit_session, scene, ["a", "b"], patches=atlas, mode="patch")
+    assert lab.error == "" and lab.patch_classes == ["a", "b"] and lab.patch_class == "a"
+    np.testing.assert_array_equal(lab.patch, atlas.icons[2][0, 0])  # the cell that pushes "a" most
+    lab.set_state({"patch_class": "b"})
+    np.testing.assert_array_equal(lab.patch, atlas.icons[2][0, 1])
+    with pytest.raises(ValueError, match="'b' is not among the classes"):
+        lab.classes = ["a"]  # the best corner is the one that raises the patch's class: it must be a class
+    assert "'b' is not among the classes ['a']" in lab.error and lab.classes == ["a", "b"]
+    lab.corner = "top-left"  # a fixed corner needs no class
+    lab.classes = ["a"]
+    assert lab.error == "" and lab.used_corner == "top-left" and len(lab.attacked_probs) == 1
+    lab.close()
