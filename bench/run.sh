@@ -8,3 +8,4 @@ PY=${PY:-.venv/bin/python}
 "$PY" bench/bench_surgery.py --model RN50 "$@"
 "$PY" bench/bench_featvis.py "$@"
 "$PY" bench/bench_atlas.py "$@"
+"$PY" bench/bench_collection.py "$@"

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .collection import pending_batches, read_batch, run_checkpointed, trim_log, write_log
+from .collection import default_workers, run_collection, trim_log, write_log
 from .errors import ClipWidgetsError
 from .examples import positions_of
 
@@ -96,10 +96,13 @@ def collect_activations(
     checkpoint_every: int = 20,
     total: int | None = None,
     progress: bool = True,
+    workers: int | None = None,
 ) -> ActivationStore:
     """Keep ``per_image`` random spatial activations of ``layer`` per image of ``sources`` (a
     folder, a path or an iterable of images, in a stable order) in ``store``. Running it again
-    on the same store resumes after the last checkpoint."""
+    on the same store resumes after the last checkpoint. ``workers``: as in
+    :func:`clip_widgets.examples.collect_examples` (threads reading ahead of the model; 0 for one
+    step at a time; None picks for the machine); the store is the same either way."""
     info = session.layers[layer]  # unknown names raise, listing the valid ones
     if info.kind == "vector":
         raise ClipWidgetsError(f"layer {layer!r} has no spatial positions; choose a feature map or token layer")
@@ -140,28 +143,33 @@ def collect_activations(
         SOURCES_FILE: (root / SOURCES_FILE).open("a"),
     }
 
-    def process(batch: list) -> None:
+    def compute(pixels: torch.Tensor, indices: list[int]) -> tuple[torch.Tensor, np.ndarray]:
+        with torch.no_grad():
+            captured, _ = session.layers.forward(pixels, layer)
+        values, grid = positions_of(captured[layer].float())
+        images, positions, origins = [], [], []
+        for i, index in enumerate(indices):
+            picked = _sample_positions(index, seed, per_image, values.shape[1])
+            images += [i] * len(picked)
+            positions += picked.tolist()
+            origins += [(index, *divmod(int(p), grid[1])) for p in picked]
+        rows_of = torch.tensor(images, device=values.device), torch.tensor(positions, device=values.device)
+        return values[rows_of], np.asarray(origins, np.int32)  # only the picked rows are copied back
+
+    def write(picked: tuple | None, indices: list[int], lines: list[dict], length: int) -> None:
         nonlocal processed, rows
-        pixels, indices, lines = read_batch(session, batch)
-        if pixels is not None:
-            with torch.no_grad():
-                captured, _ = session.layers.forward(pixels, layer)
-            values, grid = positions_of(captured[layer].float().cpu())
-            chunks, origins = [], []
-            for i, index in enumerate(indices):
-                picked = _sample_positions(index, seed, per_image, values.shape[1])
-                chunks.append(values[i, picked].numpy().astype(np.float16))
-                origins += [(index, *divmod(int(p), grid[1])) for p in picked]
-            block = np.concatenate(chunks)
+        if picked is not None:
+            block = picked[0].cpu().numpy().astype(np.float16)
             files[ACTIVATIONS_FILE].write(block.tobytes())
-            files[ORIGINS_FILE].write(np.asarray(origins, np.int32).tobytes())
+            files[ORIGINS_FILE].write(picked[1].tobytes())
             rows += len(block)
         write_log(files[SOURCES_FILE], lines)
-        processed += len(batch)
+        processed += length
 
+    workers = default_workers(session) if workers is None else workers
     bar = tqdm(total=total, initial=processed, desc=f"activations of {layer}", unit="img", disable=not progress)
     try:
-        run_checkpointed(pending_batches(sources, processed, batch_size), process, save, bar, checkpoint_every)
+        run_collection(session, sources, processed, batch_size, compute, write, save, bar, checkpoint_every, workers)
     finally:
         for f in files.values():
             f.close()

@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .collection import pending_batches, read_batch, run_checkpointed, trim_log, write_log
+from .collection import default_workers, run_collection, trim_log, write_log
 from .errors import ClipWidgetsError
 from .images import load_image
 
@@ -199,12 +199,18 @@ def collect_examples(
     checkpoint_every: int = 20,
     total: int | None = None,
     progress: bool = True,
+    workers: int | None = None,
 ) -> ExampleStore:
     """Stream ``sources`` (a folder, a path, or an iterable of anything :func:`load_image`
     reads, in a stable order) through ``session``'s image tower and keep each unit's ``k``
     highest and lowest images of ``layers`` in ``store`` (a directory). Re-running with the same
     store resumes where the last checkpoint (every ``checkpoint_every`` batches) left off. A
-    store made for other layers, k or model is refused rather than mixed."""
+    store made for other layers, k or model is refused rather than mixed.
+
+    ``workers``: threads that read and preprocess the next batches while the model runs, with the
+    results written by another thread (see :mod:`clip_widgets.collection`); 0 does each step in
+    turn on this thread; None picks for the machine (:func:`clip_widgets.collection.default_workers`).
+    The store is the same either way."""
     layers = [layers] if isinstance(layers, str) else list(layers)
     for name in layers:
         session.layers[name]  # unknown names raise, listing the valid ones  # noqa: B018
@@ -256,26 +262,30 @@ def collect_examples(
         np.savez(tmp, **arrays)
         os.replace(tmp, root / STATE_FILE)  # atomic: a kill mid-save keeps the previous state
 
-    def process(batch: list) -> None:
+    def compute(pixels: torch.Tensor, indices: list[int]) -> dict:
+        with torch.no_grad():
+            captured, _ = session.layers.forward(pixels, *layers)
+        extremes = {}
+        for name in layers:  # reduced over positions where the model ran: only (N, units) is copied back
+            values, _grid = positions_of(captured[name].float())
+            extremes[name] = (values.max(dim=1), values.min(dim=1))
+        return extremes
+
+    def write(extremes: dict | None, indices: list[int], lines: list[dict], length: int) -> None:
         nonlocal processed
-        pixels, indices, lines = read_batch(session, batch)
-        if pixels is not None:
-            with torch.no_grad():
-                captured, _ = session.layers.forward(pixels, *layers)
+        if extremes is not None:
             items = torch.tensor(indices)
-            for name in layers:
-                values, _grid = positions_of(captured[name].float().cpu())
-                high, high_at = values.max(dim=1)
-                low, low_at = values.min(dim=1)
-                tables[name, "top"].merge(high, high_at, items)
-                tables[name, "bottom"].merge(low, low_at, items)
+            for name, ((high, high_at), (low, low_at)) in extremes.items():
+                tables[name, "top"].merge(high.cpu(), high_at.cpu(), items)
+                tables[name, "bottom"].merge(low.cpu(), low_at.cpu(), items)
         write_log(log, lines)
         log.flush()
-        processed += len(batch)
+        processed += length
 
+    workers = default_workers(session) if workers is None else workers
     bar = tqdm(total=total, initial=processed, desc="dataset examples", unit="img", disable=not progress)
     with (root / SOURCES_FILE).open("a") as log:
-        run_checkpointed(pending_batches(sources, processed, batch_size), process, save, bar, checkpoint_every)
+        run_collection(session, sources, processed, batch_size, compute, write, save, bar, checkpoint_every, workers)
     result._load_state()
     return result
 
