@@ -88,3 +88,32 @@ def test_without_background_a_probe_function_is_called_before_the_lab_returns(vi
     assert lab.children == (lab.surgery, lab.explorer, lab.typographic, lab.probe) and lab.titles == TITLES
     assert lab.probe.path is path
     lab.explorer.wait(60)
+
+
+def test_grid_and_heads_tabs_are_built_when_first_opened(vit_session, resnet_session, image):
+    from clip_widgets import ActivationGridWidget, HeadExplorer
+
+    scenes = [draw_scene(k, size=64).image for k in range(6)]
+    lab = Lab(vit_session, image, LABELS, grid_layer="blocks.1", head_images=scenes, **QUICK)
+    assert lab.titles == ("CLIP Surgery", "Neurons", "Typographic attack", "Activation grid", "Attention heads")
+    assert lab.grid is None and lab.heads is None  # nothing spent on them until they are opened
+    grid = lab.open_tab("Activation grid")
+    assert isinstance(grid, ActivationGridWidget) and grid is lab.grid and lab.children[3].children == (grid,)
+    assert grid.layer == "blocks.1" and lab.selected_index == 3
+    grid.wait(60)
+    assert grid.error == "" and grid.result.classes == LABELS
+    heads = lab.open_tab("Attention heads")
+    assert isinstance(heads, HeadExplorer) and lab.heads is heads
+    heads.wait(60)
+    assert heads.error == ""
+    assert lab.open_tab("Activation grid") is grid  # opened again: the same view, not a new one
+    with pytest.raises(ValueError, match="the tabs are"):
+        lab.open_tab("Microscope")
+    lab.explorer.wait(60)
+
+    with pytest.raises(KeyError, match="no-such-layer"):
+        Lab(vit_session, image, LABELS, grid_layer="no-such-layer", **QUICK)
+    from clip_widgets.errors import UnsupportedModelError
+
+    with pytest.raises(UnsupportedModelError):
+        Lab(resnet_session, image, LABELS, head_images=scenes, **QUICK)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -9,19 +10,23 @@ from typing import Any
 import ipywidgets
 import traitlets
 
+from ..decompose import head_grid
 from ..probe import ProbePath
 from ..scene_examples import scene_examples
 from ..texts import text_list
 from ._base import Reporting
 from .atlas import AtlasWidget
+from .grid import ActivationGridWidget
+from .heads import HeadExplorer
 from .neuron import NeuronExplorer, explorable_layers
 from .pending import PendingView
 from .probe import ProbeExplorer
 from .surgery import SurgeryWidget
 from .typographic import TypographicLab
 
-SURGERY, NEURONS, TYPOGRAPHIC, ATLAS, PROBE = (
-    "CLIP Surgery", "Neurons", "Typographic attack", "Activation atlas", "Sparse probe",
+SURGERY, NEURONS, TYPOGRAPHIC, ATLAS, PROBE, GRID, HEADS = (
+    "CLIP Surgery", "Neurons", "Typographic attack", "Activation atlas", "Sparse probe", "Activation grid",
+    "Attention heads",
 )  # fmt: skip
 
 # One piece of the Lab's work: the tab it is for, what it does (shown while it runs), and the
@@ -34,7 +39,11 @@ class Lab(Reporting, ipywidgets.Tab):
     (with dataset ``examples`` when given, else examples of a few drawn world scenes from
     :func:`~clip_widgets.scene_examples.scene_examples`), the typographic lab on the same image,
     and, when given, an activation ``atlas`` and a sparse ``probe`` path over ``probe_layer`` whose
-    neurons open in the explorer tab. ``probe`` is a :class:`~clip_widgets.probe.ProbePath` or a
+    neurons open in the explorer tab; with ``grid_layer``, an activation grid of ``image`` at that
+    layer (its units open in the explorer tab), and with ``head_images``, the attention heads of
+    a ViT explained over those images. The grid and heads tabs are built the first time they
+    are selected (``lab.grid``, ``lab.heads`` are None until then), so they cost nothing to a
+    visitor who does not open them. ``probe`` is a :class:`~clip_widgets.probe.ProbePath` or a
     function of no arguments that returns one. Each view stays reachable as an attribute
     (``lab.surgery``, ``lab.explorer``, ``lab.typographic``, ``lab.atlas``, ``lab.probe``); a
     failure in a view shows in that view (its ``error``).
@@ -68,10 +77,21 @@ class Lab(Reporting, ipywidgets.Tab):
         probe_layer: str | None = None,
         typographic_text: str = "iPod",
         explorer_layer: str | None = None,
+        grid_layer: str | None = None,
+        head_images: Sequence[Any] | None = None,
         background: bool = False,
         **explorer_kw: Any,
     ):
         labels = text_list(labels)
+        self.grid: ActivationGridWidget | None = None
+        self.heads: HeadExplorer | None = None
+        self._on_demand: dict[str, Callable[[], ipywidgets.Widget]] = {}
+        if grid_layer is not None:
+            session.layers[grid_layer]  # an unknown layer is an argument error now, not on first view  # noqa: B018
+            self._on_demand[GRID] = lambda: self._open_grid(session, image, grid_layer, labels)
+        if head_images is not None:
+            head_grid(session.model)  # a tower it cannot split is an argument error now
+            self._on_demand[HEADS] = lambda: self._open_heads(session, head_images)
         self.surgery = SurgeryWidget(session, image, labels)
         self.typographic = TypographicLab(session, image, labels, text=typographic_text)
         self.atlas = AtlasWidget(atlas, session=session) if atlas is not None else None
@@ -95,8 +115,13 @@ class Lab(Reporting, ipywidgets.Tab):
             views.append((ATLAS, self.atlas))
         if probe is not None:
             views.append((PROBE, self.probe or self._slots[PROBE]))
+        for tab in self._on_demand:
+            self._slots[tab] = ipywidgets.VBox([ipywidgets.HTML(f"<p>{tab}: built when this tab is opened</p>")])
+            views.append((tab, self._slots[tab]))
         self._tabs = [title for title, _ in views]
         super().__init__(children=[view for _, view in views], titles=self._tabs)
+        if self._on_demand:
+            self.observe(self._tab_opened, names="selected_index")
         if background:
             self.busy = True
             self._report_progress(0.0, "waiting to start")
@@ -167,3 +192,33 @@ class Lab(Reporting, ipywidgets.Tab):
 
     def _show_explorer(self, _unit: int) -> None:
         self.selected_index = 1  # the Neurons tab
+
+    def _tab_opened(self, change: dict[str, Any]) -> None:
+        index = change["new"]
+        tab = self._tabs[index] if index is not None and 0 <= index < len(self._tabs) else None
+        build = self._on_demand.pop(tab, None)
+        if build is None:
+            return
+        with self.reporting(raises=False):  # a failure shows in ``error``; the tab says so too
+            try:
+                self._slots[tab].children = (build(),)
+            except Exception as exc:
+                self._slots[tab].children = (ipywidgets.HTML(f"<p>{tab} failed: {html.escape(str(exc))}</p>"),)
+                raise
+
+    def open_tab(self, title: str) -> ipywidgets.Widget:
+        """Select the tab titled ``title`` (building it if it is built on demand) and return its view."""
+        if title not in self._tabs:
+            raise ValueError(f"no tab {title!r}; the tabs are {self._tabs}")
+        self.selected_index = self._tabs.index(title)
+        child = self.children[self._tabs.index(title)]
+        return child.children[0] if title in self._slots and child.children else child
+
+    def _open_grid(self, session: Any, image: Any, layer: str, labels: list[str]) -> ActivationGridWidget:
+        self.grid = ActivationGridWidget(session, image, layer, classes=labels, explorer=self.explorer,
+                                         on_open=self._show_explorer)  # fmt: skip
+        return self.grid
+
+    def _open_heads(self, session: Any, images: Sequence[Any]) -> HeadExplorer:
+        self.heads = HeadExplorer(session, images, background=True)
+        return self.heads
