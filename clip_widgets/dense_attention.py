@@ -27,13 +27,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .surgery import (
-    _merge_heads,
-    _split_heads,
-    _unit,
+from .towers import (
+    merge_heads,
     resnet_features,
     resnet_pool_inputs,
     run_blocks,
+    split_heads,
+    unit_norm,
     vit_blocks,
     vit_embed,
     vit_global_token,
@@ -61,7 +61,7 @@ def qkv_heads(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     into heads (N, heads, T, C / heads), and the attention's scale ``(C / heads) ** -0.5``."""
     attn: nn.MultiheadAttention = block.attn
     qkv = nn.functional.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)
-    q, k, v = (_split_heads(t, attn.num_heads) for t in qkv.chunk(3, dim=-1))
+    q, k, v = (split_heads(t, attn.num_heads) for t in qkv.chunk(3, dim=-1))
     return q, k, v, (attn.embed_dim // attn.num_heads) ** -0.5
 
 
@@ -136,7 +136,7 @@ def last_block_tokens(
     else:
         prior = neighbour_prior(grid, std) if attention == "kk" else None
         mixed = attention_weights(attention, q, k, scale, prior) @ v
-    out = block.ls_1(block.attn.out_proj(_merge_heads(mixed)))
+    out = block.ls_1(block.attn.out_proj(merge_heads(mixed)))
     if residual:
         out = x + out
     if ffn:
@@ -252,7 +252,7 @@ def gem_tokens(
             temperature = block.ln_1(original).norm(dim=-1).mean(dim=-1).reshape(-1, 1, 1, 1) * scale
         else:
             temperature = float(inverse_temperature)
-        gem = gem + block.ls_1(block.attn.out_proj(_merge_heads(self_self_attention(q, k, v, temperature, iterations))))
+        gem = gem + block.ls_1(block.attn.out_proj(merge_heads(self_self_attention(q, k, v, temperature, iterations))))
         original = run_blocks(visual, [block], original)
     project = vit_projection(visual)
     image = project(vit_global_token(visual, original))[:, 0]
@@ -270,11 +270,11 @@ def resnet_maskclip_tokens(visual: nn.Module, pixels: torch.Tensor) -> DenseFeat
     """
     pool = visual.attnpool
     features, grid = resnet_features(visual, pixels)
-    tokens = _unit(pool.c_proj(pool.v_proj(features)))
+    tokens = unit_norm(pool.c_proj(pool.v_proj(features)))
     x = resnet_pool_inputs(visual, features, grid)
-    q = _split_heads(pool.q_proj(x[:, :1]), pool.num_heads)
-    k = _split_heads(pool.k_proj(x), pool.num_heads)
-    v = _split_heads(pool.v_proj(x), pool.num_heads)
+    q = split_heads(pool.q_proj(x[:, :1]), pool.num_heads)
+    k = split_heads(pool.k_proj(x), pool.num_heads)
+    v = split_heads(pool.v_proj(x), pool.num_heads)
     scale = (x.shape[-1] // pool.num_heads) ** -0.5
-    image = _unit(pool.c_proj(_merge_heads(attention_weights("qk", q, k, scale) @ v)))[:, 0]
+    image = unit_norm(pool.c_proj(merge_heads(attention_weights("qk", q, k, scale) @ v)))[:, 0]
     return DenseFeatures(tokens=tokens, image=image, grid=grid)

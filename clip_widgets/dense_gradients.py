@@ -22,13 +22,13 @@ from torch import nn
 
 from .dense_attention import attention_weights, qkv_heads
 from .errors import UnsupportedModelError
-from .surgery import (
-    _merge_heads,
-    _split_heads,
-    _unit,
+from .towers import (
+    merge_heads,
     resnet_features,
     resnet_pool_inputs,
     run_blocks,
+    split_heads,
+    unit_norm,
     vit_blocks,
     vit_embed,
     vit_global_token,
@@ -77,7 +77,7 @@ def grad_eclip_vit(visual: nn.Module, pixels: torch.Tensor, text: torch.Tensor) 
         x = run_blocks(visual, blocks[:-1], x)
         block = blocks[-1]
         q, k, v, scale = qkv_heads(block, x)
-        mixed = _merge_heads(attention_weights("qk", q, k, scale) @ v)  # (1, T, C)
+        mixed = merge_heads(attention_weights("qk", q, k, scale) @ v)  # (1, T, C)
     with torch.enable_grad():
         leaf = mixed.expand(len(text), -1, -1).clone().requires_grad_(True)
         out = x + block.ls_1(block.attn.out_proj(leaf))
@@ -85,7 +85,7 @@ def grad_eclip_vit(visual: nn.Module, pixels: torch.Tensor, text: torch.Tensor) 
         embedding = vit_projection(visual)(vit_global_token(visual, out))[:, 0]
         (grad,) = torch.autograd.grad((embedding * text.to(embedding)).sum(), leaf)
     with torch.no_grad():
-        q, k, v = (_merge_heads(t)[0] for t in (q, k, v))
+        q, k, v = (merge_heads(t)[0] for t in (q, k, v))
         relevance = _eclip_map(grad[:, 0].to(v), q[0], k[1:], v[1:])
         return relevance.float(), embedding[:1].detach().float(), grid
 
@@ -102,11 +102,11 @@ def grad_eclip_resnet(visual: nn.Module, pixels: torch.Tensor, text: torch.Tenso
         q, k, v = pool.q_proj(x), pool.k_proj(x), pool.v_proj(x)
         heads = pool.num_heads
         scale = (x.shape[-1] // heads) ** -0.5
-        weights = attention_weights("qk", _split_heads(q[:, :1], heads), _split_heads(k, heads), scale)
-        pooled = _merge_heads(weights @ _split_heads(v, heads))[:, 0]  # (1, C)
+        weights = attention_weights("qk", split_heads(q[:, :1], heads), split_heads(k, heads), scale)
+        pooled = merge_heads(weights @ split_heads(v, heads))[:, 0]  # (1, C)
     with torch.enable_grad():
         leaf = pooled.expand(len(text), -1).clone().requires_grad_(True)
-        embedding = _unit(pool.c_proj(leaf))
+        embedding = unit_norm(pool.c_proj(leaf))
         (grad,) = torch.autograd.grad((embedding * text.to(embedding)).sum(), leaf)
     with torch.no_grad():
         relevance = _eclip_map(grad.to(v), q[0, 0], k[0, 1:], v[0, 1:])
@@ -140,7 +140,7 @@ def legrad_vit(visual: nn.Module, pixels: torch.Tensor, text: torch.Tensor, *, d
         with torch.enable_grad():
             q, k, v, scale = qkv_heads(block, x)
             weights = attention_weights("qk", q, k, scale).detach().requires_grad_(True)
-            out = x + block.ls_1(block.attn.out_proj(_merge_heads(weights @ v)))
+            out = x + block.ls_1(block.attn.out_proj(merge_heads(weights @ v)))
             out = out + block.ls_2(block.mlp(block.ln_2(out)))
             embedding = project(out.mean(dim=1))
             (grad,) = torch.autograd.grad((embedding * text.to(embedding)).sum(), weights)
@@ -162,12 +162,12 @@ def legrad_resnet(visual: nn.Module, pixels: torch.Tensor, text: torch.Tensor) -
     with torch.no_grad():
         features, grid = resnet_features(visual, pixels[:1])
         x = resnet_pool_inputs(visual, features, grid)
-        q = _split_heads(pool.q_proj(x[:, :1]), heads)
-        k, v = _split_heads(pool.k_proj(x), heads), _split_heads(pool.v_proj(x), heads)
+        q = split_heads(pool.q_proj(x[:, :1]), heads)
+        k, v = split_heads(pool.k_proj(x), heads), split_heads(pool.v_proj(x), heads)
         weights = attention_weights("qk", q, k, (x.shape[-1] // heads) ** -0.5)  # (1, heads, 1, T)
     with torch.enable_grad():
         leaf = weights.expand(len(text), -1, -1, -1).clone().requires_grad_(True)
-        embedding = _unit(pool.c_proj(_merge_heads(leaf @ v)[:, 0]))
+        embedding = unit_norm(pool.c_proj(merge_heads(leaf @ v)[:, 0]))
         (grad,) = torch.autograd.grad((embedding * text.to(embedding)).sum(), leaf)
     relevance = grad.clamp(min=0).mean(dim=1)[:, 0, 1:].float()
     return relevance, embedding[:1].detach().float(), grid

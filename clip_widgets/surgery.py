@@ -28,11 +28,30 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import UnsupportedModelError
+from .points import ThresholdMethod, otsu_threshold, similarity_map_to_points, threshold_map, threshold_value
+from .towers import (
+    attend,
+    merge_heads,
+    resnet_features,
+    resnet_pool_inputs,
+    run_blocks,
+    split_heads,
+    unit_norm,
+    vit_blocks,
+    vit_embed,
+    vit_global_token,
+    vit_projection,
+)
+
+__all__ = [  # thresholds and point prompts live in .points, the towers' pieces in .towers
+    "DEFAULT_DEPTH", "DenseTokens", "MapScale", "SurgeryResult", "ThresholdMethod", "dense_tokens", "feature_surgery",
+    "input_hw", "map_range", "otsu_threshold", "similarity_map_to_points", "similarity_to_maps", "surgery_maps",
+    "threshold_map", "threshold_value", "whole_image_pixels",
+]  # fmt: skip
 
 DEFAULT_DEPTH = 6
 """Blocks of a ViT that get the value-value path: the reference implementation's choice."""
 
-ThresholdMethod = Literal["fixed", "quantile", "otsu"]
 MapScale = Literal["joint", "label"]
 
 
@@ -54,81 +73,6 @@ class DenseTokens:
     grid: tuple[int, int]
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    """L2-normalize over channels, in at least float32 (half-precision models included)."""
-    return F.normalize(x.to(torch.promote_types(x.dtype, torch.float32)), dim=-1)
-
-
-def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    n, t, d = x.shape
-    return x.reshape(n, t, heads, d // heads).transpose(1, 2)  # (N, heads, T, d_head)
-
-
-def _merge_heads(x: torch.Tensor) -> torch.Tensor:
-    n, h, t, dh = x.shape
-    return x.transpose(1, 2).reshape(n, t, h * dh)
-
-
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-    attn = (q @ k.transpose(-2, -1) * scale).softmax(dim=-1)
-    return attn @ v
-
-
-def _resize_positional(pos: torch.Tensor, old: tuple[int, int], new: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of a (1 + h*w, C) positional table to another grid; token 0 is kept."""
-    if old == new:
-        return pos
-    grid = pos[1:].reshape(1, old[0], old[1], -1).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, size=new, mode="bilinear")
-    return torch.cat([pos[:1], grid.permute(0, 2, 3, 1).reshape(new[0] * new[1], -1)], dim=0)
-
-
-def vit_blocks(visual: nn.Module, method: str = "CLIP Surgery") -> list[nn.Module]:
-    """The residual blocks of an open_clip ViT tower, after checking that ``method`` (which
-    re-runs them with their own modules) covers the tower; raises :class:`UnsupportedModelError`."""
-    blocks = list(visual.transformer.resblocks)
-    for block in blocks:
-        if not isinstance(getattr(block, "attn", None), nn.MultiheadAttention):
-            raise UnsupportedModelError(
-                f"{method} needs ViT blocks with nn.MultiheadAttention; got {type(block).__name__}"
-            )
-    if getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", "tok") == "none":
-        raise UnsupportedModelError(f"{method} does not apply to ViTs with an attentional pooler")
-    if getattr(visual, "final_ln_after_pool", False):
-        raise UnsupportedModelError(f"{method} does not apply to ViTs with final_ln_after_pool")
-    return blocks
-
-
-def vit_embed(visual: nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-    """A ViT's token embedding of ``pixels`` (N, 3, H, W), as the model does it, with the
-    positional table resized for other input sizes: ``(N, 1 + h*w, C)`` after ``ln_pre``, and the
-    patch grid ``(h, w)``."""
-    x = visual.conv1(pixels)
-    grid = (x.shape[-2], x.shape[-1])
-    x = x.flatten(2).transpose(1, 2)
-    cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
-    x = torch.cat([cls, x], dim=1)
-    native = tuple(getattr(visual, "grid_size", grid))
-    x = x + _resize_positional(visual.positional_embedding, native, grid).to(x.dtype)
-    return visual.ln_pre(x), grid
-
-
-def run_blocks(visual: nn.Module, blocks: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
-    """Batch-first tokens ``x`` (N, T, C) through ``blocks`` unmodified, whatever layout the tower uses."""
-    batch_first = getattr(visual.transformer, "batch_first", True)
-    for block in blocks:
-        x = block(x) if batch_first else block(x.transpose(0, 1)).transpose(0, 1)
-    return x
-
-
-def vit_global_token(visual: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    """The token a ViT pools into its image embedding, (N, 1, C): the class token, or the patch
-    mean for average-pooled towers."""
-    if getattr(visual, "pool_type", "tok") == "avg":
-        return tokens[:, 1:].mean(dim=1, keepdim=True)
-    return tokens[:, :1]
-
-
 def _vit_dense_tokens(visual: nn.Module, pixels: torch.Tensor, depth: int) -> DenseTokens:
     blocks = vit_blocks(visual)
     depth = max(1, min(depth, len(blocks)))
@@ -143,9 +87,9 @@ def _vit_dense_tokens(visual: nn.Module, pixels: torch.Tensor, depth: int) -> De
         heads = attn.num_heads
         scale = (attn.embed_dim // heads) ** -0.5
         qkv = F.linear(block.ln_1(original), attn.in_proj_weight, attn.in_proj_bias)
-        q, k, v = (_split_heads(t, heads) for t in qkv.chunk(3, dim=-1))
-        out_original = attn.out_proj(_merge_heads(_attend(q, k, v, scale)))
-        out_surgery = attn.out_proj(_merge_heads(_attend(v, v, v, scale)))
+        q, k, v = (split_heads(t, heads) for t in qkv.chunk(3, dim=-1))
+        out_original = attn.out_proj(merge_heads(attend(q, k, v, scale)))
+        out_surgery = attn.out_proj(merge_heads(attend(v, v, v, scale)))
         surgery = surgery + block.ls_1(out_surgery)
         original = original + block.ls_1(out_original)
         original = original + block.ls_2(block.mlp(block.ln_2(original)))
@@ -158,36 +102,6 @@ def _vit_dense_tokens(visual: nn.Module, pixels: torch.Tensor, depth: int) -> De
     return DenseTokens(surgery=project(surgery), raw=project(original), grid=grid)
 
 
-def vit_projection(visual: nn.Module):
-    """A function from ViT tokens (N, T, C) to unit-norm embeddings (N, T, D): ``ln_post`` and ``proj``."""
-
-    def project(tokens: torch.Tensor) -> torch.Tensor:
-        tokens = visual.ln_post(tokens)
-        if visual.proj is not None:
-            tokens = tokens @ visual.proj
-        return _unit(tokens)
-
-    return project
-
-
-def resnet_features(visual: nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-    """A ModifiedResNet's last feature map for ``pixels``, as tokens (N, h*w, C), and its grid (h, w)."""
-    x = visual.stem(pixels)
-    for stage in (visual.layer1, visual.layer2, visual.layer3, visual.layer4):
-        x = stage(x)
-    grid = (x.shape[-2], x.shape[-1])
-    return x.flatten(2).transpose(1, 2), grid
-
-
-def resnet_pool_inputs(visual: nn.Module, features: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """What the attention pool attends over: the mean token, then the feature tokens (N, 1 + h*w, C),
-    with its positional table (resized for other grids) added."""
-    pool = visual.attnpool
-    x = torch.cat([features.mean(dim=1, keepdim=True), features], dim=1)
-    side = round((pool.positional_embedding.shape[0] - 1) ** 0.5)
-    return x + _resize_positional(pool.positional_embedding, (side, side), grid).to(x.dtype)
-
-
 def _resnet_dense_tokens(visual: nn.Module, pixels: torch.Tensor) -> DenseTokens:
     pool = visual.attnpool
     features, grid = resnet_features(visual, pixels)
@@ -197,16 +111,16 @@ def _resnet_dense_tokens(visual: nn.Module, pixels: torch.Tensor) -> DenseTokens
     scale = (x.shape[-1] // heads) ** -0.5
 
     # Raw CLIP: the model's own attention pool with every token as a query.
-    q = _split_heads(pool.q_proj(x), heads)
-    k = _split_heads(pool.k_proj(x), heads)
-    v = _split_heads(pool.v_proj(x), heads)
-    raw = pool.c_proj(_merge_heads(_attend(q, k, v, scale)))
+    q = split_heads(pool.q_proj(x), heads)
+    k = split_heads(pool.k_proj(x), heads)
+    v = split_heads(pool.v_proj(x), heads)
+    raw = pool.c_proj(merge_heads(attend(q, k, v, scale)))
 
     # Surgery: value-value attention for every token. The paper mentions L2-normalized values at
     # a higher temperature for ResNets, but its public implementation never switches that
     # setting on for the attention pool; maps here follow the implementation.
-    surgery = pool.c_proj(_merge_heads(_attend(v, v, v, scale)))
-    return DenseTokens(surgery=_unit(surgery), raw=_unit(raw), grid=grid)
+    surgery = pool.c_proj(merge_heads(attend(v, v, v, scale)))
+    return DenseTokens(surgery=unit_norm(surgery), raw=unit_norm(raw), grid=grid)
 
 
 def dense_tokens(model: nn.Module, pixels: torch.Tensor, *, depth: int = DEFAULT_DEPTH) -> DenseTokens:
@@ -304,90 +218,6 @@ def similarity_to_maps(
     n, _, labels = normalized.shape
     maps = normalized.transpose(1, 2).reshape(n, labels, grid[0], grid[1])
     return F.interpolate(maps, size=tuple(size), mode="bilinear")
-
-
-# ---------------------------------------------------------------------------------------------
-# Thresholds and point prompts
-# ---------------------------------------------------------------------------------------------
-
-
-def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold of ``values``: the cut that maximizes the between-class variance."""
-    values = np.asarray(values, dtype=np.float64).ravel()
-    low, high = float(values.min()), float(values.max())
-    if high <= low:
-        return low
-    counts, edges = np.histogram(values, bins=bins, range=(low, high))
-    centers = (edges[:-1] + edges[1:]) / 2
-    weight_below = np.cumsum(counts)
-    weight_above = np.cumsum(counts[::-1])[::-1]
-    mean_below = np.cumsum(counts * centers) / np.maximum(weight_below, 1)
-    mean_above = (np.cumsum((counts * centers)[::-1]) / np.maximum(weight_above[::-1], 1))[::-1]
-    between = weight_below[:-1] * weight_above[1:] * (mean_below[:-1] - mean_above[1:]) ** 2
-    return float(centers[int(np.argmax(between))])
-
-
-def threshold_value(similarity_map: np.ndarray, method: ThresholdMethod = "fixed", value: float = 0.5) -> float:
-    """The cutoff for a map: ``value`` itself (fixed), the ``value``-quantile, or Otsu's."""
-    if method == "fixed":
-        return float(value)
-    if method == "quantile":
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"a quantile must lie in [0, 1], got {value}")
-        return float(np.quantile(similarity_map, value))
-    if method == "otsu":
-        return otsu_threshold(similarity_map)
-    raise ValueError(f"unknown threshold method {method!r}; choose 'fixed', 'quantile' or 'otsu'")
-
-
-def threshold_map(similarity_map: np.ndarray, method: ThresholdMethod = "fixed", value: float = 0.5) -> np.ndarray:
-    """A boolean mask of the pixels at or above the map's cutoff (see :func:`threshold_value`)."""
-    similarity_map = np.asarray(similarity_map)
-    return similarity_map >= threshold_value(similarity_map, method, value)
-
-
-def similarity_map_to_points(
-    token_map: np.ndarray | torch.Tensor,
-    shape: tuple[int, int],
-    *,
-    threshold: float = 0.8,
-    down_sample: int = 2,
-    value_range: tuple[float, float] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Point prompts for Segment Anything from one label's patch-token similarities.
-
-    ``token_map`` is (h, w) (or a flat square h*w). It is smoothed by a bilinear down-sampling
-    by ``down_sample``, normalized (min-max, or from ``value_range`` = (low, high), the scale of
-    the map shown beside it, so a cold map gives no positive points), and the cells at or above
-    ``threshold`` become
-    positive points (the highest first), as many of the lowest cells become negative points,
-    at most half the cells each. Returns ``points`` (K, 2) int as (x, y) pixel coordinates of
-    an image of ``shape`` (H, W), and ``labels`` (K,) uint8, 1 for positive and 0 for negative:
-    the ``point_coords`` / ``point_labels`` pair that ``SamPredictor.predict`` takes.
-    """
-    grid = torch.as_tensor(np.asarray(token_map, dtype=np.float32))
-    if grid.ndim == 1:
-        side = round(grid.numel() ** 0.5)
-        if side * side != grid.numel():
-            raise ValueError(f"a flat token map must be square, got {grid.numel()} tokens")
-        grid = grid.reshape(side, side)
-    if grid.ndim != 2:
-        raise ValueError(f"token_map must be (h, w) or flat, got shape {tuple(grid.shape)}")
-    small = (max(1, grid.shape[0] // down_sample), max(1, grid.shape[1] // down_sample))
-    cells = F.interpolate(grid[None, None], size=small, mode="bilinear")[0, 0]
-    rows, cols = cells.shape
-    flat = cells.reshape(-1)
-    low, high = (flat.min(), flat.max()) if value_range is None else map(torch.tensor, value_range)
-    flat = ((flat - low) / (high - low).clamp_min(1e-12)).clamp(0, 1)
-    order = flat.argsort(stable=True)
-    count = min(int((flat >= threshold).sum()), flat.numel() // 2)
-    chosen = torch.cat([order[flat.numel() - count :], order[:count]]) if count else order[:0]
-    scale_y, scale_x = shape[0] / rows, shape[1] / cols
-    xs = torch.clamp((chosen % cols + 0.5) * scale_x, max=shape[1] - 1).long()
-    ys = torch.clamp((chosen // cols + 0.5) * scale_y, max=shape[0] - 1).long()
-    points = torch.stack([xs, ys], dim=1).numpy().astype(np.int64).reshape(-1, 2)
-    labels = np.concatenate([np.ones(count, np.uint8), np.zeros(count, np.uint8)])
-    return points, labels
 
 
 # ---------------------------------------------------------------------------------------------
