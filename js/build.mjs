@@ -2,7 +2,7 @@
 import * as esbuild from "esbuild";
 
 const options = {
-  entryPoints: { surgery: "src/surgery.js", heads: "src/heads.js", neuron: "src/neuron.js", atlas: "src/atlas.js", typographic: "src/typographic.js", probe: "src/probe.js", grid: "src/grid.js", page_loader: "src/page_loader.js" },
+  entryPoints: { surgery: "src/surgery.js", heads: "src/heads.js", neuron: "src/neuron.js", atlas: "src/atlas.js", typographic: "src/typographic.js", probe: "src/probe.js", grid: "src/grid.js", page_loader: "src/page_loader.js", microscope: "src/microscope.js" },
   outdir: "../clip_widgets/static",
   bundle: true,
   format: "esm",
