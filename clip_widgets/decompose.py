@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import UnsupportedModelError
+from .towers import vit_blocks, vit_embed
 
 __all__ = ["EmbeddingParts", "decompose", "decompose_pixels", "head_grid"]
 
@@ -64,21 +65,17 @@ class EmbeddingParts:
 
 
 def _check_tower(visual: nn.Module) -> list[nn.Module]:
+    """The tower's blocks, after the checks every method that re-runs them makes
+    (:func:`~clip_widgets.towers.vit_blocks`) and the decomposition's own."""
+    what = "the embedding decomposition"
     if not (hasattr(visual, "transformer") and hasattr(visual, "conv1")):
-        raise UnsupportedModelError(
-            f"the embedding decomposition covers open_clip ViT image towers, not {type(visual).__name__}"
-        )
-    if getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", "tok") != "tok":
-        raise UnsupportedModelError("the embedding decomposition needs a ViT pooled by its class token")
-    blocks = list(visual.transformer.resblocks)
+        raise UnsupportedModelError(f"{what} covers open_clip ViT image towers, not {type(visual).__name__}")
+    blocks = vit_blocks(visual, what)
+    if getattr(visual, "pool_type", "tok") != "tok":
+        raise UnsupportedModelError(f"{what} needs a ViT pooled by its class token")
     for block in blocks:
-        attn = getattr(block, "attn", None)
-        if not isinstance(attn, nn.MultiheadAttention) or hasattr(block, "ln_1_kv"):
-            raise UnsupportedModelError(
-                f"the decomposition needs nn.MultiheadAttention blocks; got {type(block).__name__}"
-            )
-        if not isinstance(getattr(block, "ln_attn", nn.Identity()), nn.Identity):
-            raise UnsupportedModelError("the decomposition does not cover blocks with a norm after attention")
+        if hasattr(block, "ln_1_kv") or not isinstance(getattr(block, "ln_attn", nn.Identity()), nn.Identity):
+            raise UnsupportedModelError(f"{what} does not cover blocks with extra norms around attention")
     return blocks
 
 
@@ -101,10 +98,9 @@ def decompose_pixels(model: nn.Module, pixels: torch.Tensor, *, spatial: bool = 
     blocks = _check_tower(visual)
     dtype = next(visual.parameters()).dtype
     pixels = pixels.to(dtype)
-    x = visual._embeds(pixels).float()  # the model's own embedding step (patches, class token, positions, ln_pre)
+    x, grid = vit_embed(visual, pixels)  # the model's embedding step, positions resized for other input sizes
+    x = x.float()
     n, tokens, width = x.shape
-    side = int(round((tokens - 1) ** 0.5))
-    grid = tuple(getattr(visual, "grid_size", (side, side)))
 
     # The class token's stream as a sum of raw (pre-norm) terms; the whole stream runs through
     # the model's own attention and MLP modules, since every token feeds the next block.

@@ -11,6 +11,7 @@ takes. :func:`label_mask` runs the whole chain for one label: dense map, points,
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import warnings
@@ -96,15 +97,17 @@ class SamSegmenter:
         state = load_state_dict_file(checkpoint)
         model = _build_sam(state, checkpoint)
         self.predictor = SamPredictor(model.to(resolve_device(device)))
-        self._image_id: int | None = None
+        self._image: np.ndarray | None = None  # the image whose embedding the predictor holds
 
     def __call__(self, image: np.ndarray, points: np.ndarray, labels: np.ndarray) -> np.ndarray:
         points, labels = _check_prompts(image, points, labels)
         if not (labels == 1).any():
             return np.zeros(image.shape[:2], bool)
-        if self._image_id != id(image):  # the image embedding is the expensive part: once per image
+        # the image embedding is the expensive part: once per image (compared by content, since
+        # callers build a new array for the same picture)
+        if self._image is None or self._image.shape != image.shape or not np.array_equal(self._image, image):
             self.predictor.set_image(np.ascontiguousarray(image[..., :3]))
-            self._image_id = id(image)
+            self._image = np.array(image, copy=True)
         masks, scores, _ = self.predictor.predict(point_coords=points.astype(np.float32), point_labels=labels,
                                                   multimask_output=True)  # fmt: skip
         return masks[int(np.argmax(scores))].astype(bool)
@@ -146,6 +149,12 @@ def _build_sam(state: dict, path: Any):
     return model.eval()
 
 
+@functools.lru_cache(maxsize=2)
+def _sam_for(checkpoint: str) -> SamSegmenter:
+    """One SAM per checkpoint file for ``segmenter="auto"``: loading it is seconds, not per call."""
+    return SamSegmenter(checkpoint)
+
+
 def default_segmenter(segmenter: Segmenter | str = "auto") -> Segmenter:
     """``"auto"``: SAM when ``segment_anything`` is installed and the environment variable
     ``CLIP_WIDGETS_SAM_CHECKPOINT`` names a checkpoint file, else the random walker;
@@ -162,7 +171,7 @@ def default_segmenter(segmenter: Segmenter | str = "auto") -> Segmenter:
                 f"segmenter='sam' needs a checkpoint: set {SAM_CHECKPOINT_VARIABLE} or pass SamSegmenter(path)"
             )
         try:
-            return SamSegmenter(checkpoint)
+            return _sam_for(checkpoint)
         except ImportError:
             if segmenter == "sam":
                 raise

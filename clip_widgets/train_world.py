@@ -331,6 +331,7 @@ def main(argv: list[str] | None = None) -> None:
     model.train()
     progress = tqdm(total=args.steps, initial=step, desc="training", unit="step")
     started = time.perf_counter()
+    frozen_prompts = None
     try:
         for pixels, captions, written in loader:
             if step >= args.steps:
@@ -348,8 +349,13 @@ def main(argv: list[str] | None = None) -> None:
             image_features = model.encode_image(pixels)
             loss = clip_loss(image_features, text_features, model.logit_scale.exp(), captions)
             if args.prompt_loss:
-                with torch.set_grad_enabled(teacher is None):
+                if teacher is None:
                     prompts = [model.encode_text(tokenizer(list(p)).to(device)) for p in PROMPT_SETS]
+                else:  # a frozen text tower gives the same prompt embeddings every step: once
+                    if frozen_prompts is None:
+                        with torch.no_grad():
+                            frozen_prompts = [model.encode_text(tokenizer(list(p)).to(device)) for p in PROMPT_SETS]
+                    prompts = frozen_prompts
                 loss = loss + args.prompt_loss * prompt_loss(image_features, prompts, model.logit_scale.exp(), captions)
             if teacher is not None:
                 loss = loss + args.distill * distill_loss(image_features, teacher, pixels)

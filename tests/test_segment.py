@@ -86,6 +86,12 @@ def test_the_sam_adapter_reads_safe_weights_and_predicts_as_segment_anything_doe
     assert mask.dtype == bool and mask.shape == image.shape[:2]
     np.testing.assert_array_equal(mask, masks[int(np.argmax(scores))])
     assert not segmenter(image, points[1:], labels[1:]).any()  # background points only: nothing
+    # another picture in a fresh array: its own embedding, not the previous image's
+    other = np.asarray(_scene(1).image)
+    reference.set_image(other)
+    masks, scores, _ = reference.predict(point_coords=points.astype(np.float32), point_labels=labels,
+                                         multimask_output=True)  # fmt: skip
+    np.testing.assert_array_equal(segmenter(other, points, labels), masks[int(np.argmax(scores))])
 
 
 def test_the_sam_adapter_refuses_unsafe_or_foreign_files(tmp_path):
