@@ -2,7 +2,7 @@
 
     python bench/bench_collection.py [--model world-vit] [--layer blocks.3] [--images 384] [--batch 64]
                                      [--workers 1,2] [--repeats 3] [--threads N] [--device cpu|cuda]
-                                     [--what examples,activations]
+                                     [--what examples,activations] [--ray ACTORS]
 
 World scenes are written as PNG files to a temporary folder; each round times, in turn:
 
@@ -13,6 +13,10 @@ World scenes are written as PNG files to a temporary folder; each round times, i
 * the same with ``workers=N`` for each N of ``--workers``: reader threads decode and preprocess
   ahead of the model (pinned memory, non-blocking copies on CUDA), a writer thread applies the
   results behind it.
+* with ``--ray N``, the same on the Ray engine (:class:`clip_widgets.ray_engine.RayEngine`, N
+  model actors on a local cluster started before timing; each run includes starting its actors
+  and shipping them the model, as a user's run does). On a cluster, each actor reserves one CPU
+  (``--threads`` torch threads) or one GPU.
 
 Rounds interleave the methods so machine noise hits them alike; the medians are printed as
 images/s and as a fraction of the bare forward pass. Torch's intra-op threads are pinned
@@ -63,7 +67,18 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default=None)
     parser.add_argument("--what", default="examples", help="examples, activations or both (comma-separated)")
+    parser.add_argument("--ray", type=int, default=0, help="model actors for the Ray engine (0: leave it out)")
     args = parser.parse_args()
+    engines: list = ["local"]
+    if args.ray:
+        import ray
+
+        from clip_widgets.ray_engine import RayEngine
+
+        ray.init(include_dashboard=False, log_to_driver=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        engines.append(RayEngine(actors=args.ray, shard_size=256, cpus_per_actor=args.threads,
+                                 gpus_per_actor=1 if args.device == "cuda" else 0))  # fmt: skip
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     session = ModelSession.load(args.model, device=args.device, **({"dtype": args.dtype} if args.dtype else {}))
@@ -89,19 +104,22 @@ def main() -> None:
 
         runs = {"bare forward (preprocessed, on device)": bare}
         for what in args.what.split(","):
-            for w in [0, *workers]:
-                label = f"{'collect_' + what} workers={w}" + (" (sequential)" if w == 0 else "")
+            for engine in engines:
+                for w in [0, *workers] if engine == "local" else [None]:
+                    if engine == "local":
+                        label = f"{'collect_' + what} workers={w}" + (" (sequential)" if w == 0 else "")
+                    else:
+                        label = f"{'collect_' + what} on Ray, {engine.actors} actor(s)"
 
-                def collect(what=what, w=w) -> None:
-                    with tempfile.TemporaryDirectory(dir=tmp) as store:
-                        if what == "examples":
-                            collect_examples(session, folder, [layer], store, k=16, batch_size=args.batch,
-                                             workers=w, progress=False)  # fmt: skip
-                        else:
-                            collect_activations(session, folder, layer, store, per_image=4, batch_size=args.batch,
-                                                workers=w, progress=False)  # fmt: skip
+                    def collect(what=what, w=w, engine=engine) -> None:
+                        with tempfile.TemporaryDirectory(dir=tmp) as store:
+                            kw = dict(batch_size=args.batch, workers=w, progress=False, engine=engine)
+                            if what == "examples":
+                                collect_examples(session, folder, [layer], store, k=16, **kw)
+                            else:
+                                collect_activations(session, folder, layer, store, per_image=4, **kw)
 
-                runs[label] = collect
+                    runs[label] = collect
         for run in runs.values():  # warm-up: caches, allocator, lazy initialisation
             run()
         times: dict[str, list[float]] = {label: [] for label in runs}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .collection import default_workers, run_collection, trim_log, write_log
+from .collection import collect_with, trim_log, write_log
 from .errors import ClipWidgetsError
-from .examples import positions_of
+from .examples import SHARDS_DIR, positions_of
 
 META_FILE = "meta.json"
 STATE_FILE = "state.json"
@@ -84,6 +85,21 @@ def _sample_positions(index: int, seed: int, count: int, positions: int) -> np.n
     return rng.choice(positions, size=min(count, positions), replace=False)
 
 
+def sampled_activations(session: Any, pixels: torch.Tensor, indices: list[int], *, layer: str, per_image: int,
+                        seed: int) -> dict:  # fmt: skip
+    """Each image's picked positions of ``layer`` (:func:`_sample_positions`): ``rows``
+    ``(N, picked, units)`` and ``origins`` ``(N, picked, 3)`` (item, row, col). Only the picked
+    rows leave the device."""
+    with torch.no_grad():
+        captured, _ = session.layers.forward(pixels, layer)
+    values, grid = positions_of(captured[layer].float())
+    picked = np.stack([_sample_positions(index, seed, per_image, values.shape[1]) for index in indices])
+    rows_at, cols_at = np.divmod(picked, grid[1])
+    origins = np.stack([np.broadcast_to(np.asarray(indices)[:, None], picked.shape), rows_at, cols_at], -1)
+    rows = values.gather(1, torch.as_tensor(picked, device=values.device)[..., None].expand(-1, -1, values.shape[2]))
+    return {"rows": rows, "origins": torch.from_numpy(origins.astype(np.int32))}
+
+
 def collect_activations(
     session: Any,
     sources: Iterable[Any] | str | os.PathLike,
@@ -97,12 +113,15 @@ def collect_activations(
     total: int | None = None,
     progress: bool = True,
     workers: int | None = None,
+    engine: Any = "local",
 ) -> ActivationStore:
     """Keep ``per_image`` random spatial activations of ``layer`` per image of ``sources`` (a
     folder, a path or an iterable of images, in a stable order) in ``store``. Running it again
     on the same store resumes after the last checkpoint. ``workers``: as in
     :func:`clip_widgets.examples.collect_examples` (threads reading ahead of the model; 0 for one
-    step at a time; None picks for the machine); the store is the same either way."""
+    step at a time; None picks for the machine); ``engine``: ``"local"``, ``"ray"`` or a
+    :class:`clip_widgets.ray_engine.RayEngine` (see :func:`clip_widgets.examples.collect_examples`).
+    The store is the same either way."""
     info = session.layers[layer]  # unknown names raise, listing the valid ones
     if info.kind == "vector":
         raise ClipWidgetsError(f"layer {layer!r} has no spatial positions; choose a feature map or token layer")
@@ -143,33 +162,21 @@ def collect_activations(
         SOURCES_FILE: (root / SOURCES_FILE).open("a"),
     }
 
-    def compute(pixels: torch.Tensor, indices: list[int]) -> tuple[torch.Tensor, np.ndarray]:
-        with torch.no_grad():
-            captured, _ = session.layers.forward(pixels, layer)
-        values, grid = positions_of(captured[layer].float())
-        images, positions, origins = [], [], []
-        for i, index in enumerate(indices):
-            picked = _sample_positions(index, seed, per_image, values.shape[1])
-            images += [i] * len(picked)
-            positions += picked.tolist()
-            origins += [(index, *divmod(int(p), grid[1])) for p in picked]
-        rows_of = torch.tensor(images, device=values.device), torch.tensor(positions, device=values.device)
-        return values[rows_of], np.asarray(origins, np.int32)  # only the picked rows are copied back
-
-    def write(picked: tuple | None, indices: list[int], lines: list[dict], length: int) -> None:
+    def write(picked: dict | None, indices: list[int], lines: list[dict], length: int) -> None:
         nonlocal processed, rows
         if picked is not None:
-            block = picked[0].cpu().numpy().astype(np.float16)
+            block = torch.as_tensor(picked["rows"]).cpu().numpy().astype(np.float16).reshape(-1, info.units)
             files[ACTIVATIONS_FILE].write(block.tobytes())
-            files[ORIGINS_FILE].write(picked[1].tobytes())
+            files[ORIGINS_FILE].write(np.asarray(picked["origins"], np.int32).reshape(-1, 3).tobytes())
             rows += len(block)
         write_log(files[SOURCES_FILE], lines)
         processed += length
 
-    workers = default_workers(session) if workers is None else workers
+    compute = partial(sampled_activations, layer=layer, per_image=per_image, seed=seed)
     bar = tqdm(total=total, initial=processed, desc=f"activations of {layer}", unit="img", disable=not progress)
     try:
-        run_collection(session, sources, processed, batch_size, compute, write, save, bar, checkpoint_every, workers)
+        collect_with(engine, session, sources, processed, batch_size, compute, write, save, bar,
+                     every=checkpoint_every, workers=workers, shard_dir=root / SHARDS_DIR)  # fmt: skip
     finally:
         for f in files.values():
             f.close()

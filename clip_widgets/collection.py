@@ -30,8 +30,20 @@ import torch
 
 from .images import _expand, load_image, skip_warning, transform_image
 
+Results = dict[str, Any]
+"""What a collection computes for a batch: named arrays (tensors, or numpy arrays when they came
+from another process) with one row per image that was read, in the order of its indices."""
+Compute = Callable[[Any, torch.Tensor, list[int]], Results]
+"""``compute(session, pixels, indices)``: a batch's :data:`Results`. A plain function of its
+arguments (no closure over a session), so another process can run it on its own model copy."""
+
 __all__ = [
+    "ENGINES",
+    "collect_with",
+    "Compute",
+    "Results",
     "default_workers",
+    "source_line",
     "describe",
     "pending_batches",
     "prefetched",
@@ -56,20 +68,25 @@ def pending_batches(sources: Any, done: int, size: int) -> Iterator[list[tuple[i
         yield batch
 
 
+def source_line(source: Any, index: int) -> dict:
+    """The sources-log line of an item that was read: its name, and whether only the caller's
+    iterable holds it."""
+    name = describe(source, index)
+    return {"source": name} if isinstance(source, (str, os.PathLike)) else {"source": name, "in_memory": True}
+
+
 def read_batch(session: Any, batch: list[tuple[int, Any]]) -> tuple[torch.Tensor | None, list[int], list[dict]]:
     """Read and preprocess each item on its own: the pixels of those that could be used (None if
     none), their indices, and one sources-log line per item (its name, or why it was skipped)."""
     images, indices, lines = [], [], []
     for index, source in batch:
-        name = describe(source, index)
         try:  # reading and preprocessing concern this item alone: a failure skips only it
             images.append(session.preprocess(load_image(source)))
         except Exception as e:  # noqa: BLE001 - named in the warning and in the store
-            lines.append({"source": name, "error": skip_warning(name, e)})
+            lines.append({"source": describe(source, index), "error": skip_warning(describe(source, index), e)})
             continue
         indices.append(index)
-        in_memory = not isinstance(source, (str, os.PathLike))
-        lines.append({"source": name, "in_memory": True} if in_memory else {"source": name})
+        lines.append(source_line(source, index))
     return (torch.cat(images) if images else None), indices, lines
 
 
@@ -128,8 +145,7 @@ def _read_pixels(session: Any, batch: list[tuple[int, Any]]) -> tuple[torch.Tens
             lines.append(None)
             continue
         indices.append(index)
-        in_memory = not isinstance(source, (str, os.PathLike))
-        lines.append({"source": name, "in_memory": True} if in_memory else {"source": name})
+        lines.append(source_line(source, index))
     pixels = torch.stack(images) if images else None
     if pixels is not None and session.device.type == "cuda":
         pixels = pixels.pin_memory()
@@ -217,16 +233,16 @@ def run_collection(
     sources: Any,
     done: int,
     batch_size: int,
-    compute: Callable[[torch.Tensor, list[int]], Any],
-    write: Callable[[Any, list[int], list[dict], int], None],
+    compute: Compute,
+    write: Callable[[Results | None, list[int], list[dict], int], None],
     save: Callable[[], None],
     bar: Any,
     every: int,
     workers: int,
 ) -> None:
-    """The items of ``sources`` after the first ``done``, in batches: ``compute(pixels, indices)``
-    runs the model (on the caller's thread; skipped when no item of the batch could be read) and
-    ``write(result, indices, lines, batch_length)`` applies its result to the store, on the writer
+    """The items of ``sources`` after the first ``done``, in batches: ``compute(session, pixels,
+    indices)`` runs the model (on the caller's thread; skipped when no item of the batch could be
+    read) and ``write(results, indices, lines, batch_length)`` applies them to the store, on the writer
     thread when ``workers > 0`` (see the module notes). ``save`` checkpoints as in
     :func:`run_checkpointed`."""
     if workers < 0:
@@ -236,7 +252,7 @@ def run_collection(
 
         def process(batch: list) -> None:
             pixels, indices, lines = read_batch(session, batch)
-            write(None if pixels is None else compute(pixels, indices), indices, lines, len(batch))
+            write(None if pixels is None else compute(session, pixels, indices), indices, lines, len(batch))
 
         run_checkpointed(batches, process, save, bar, every)
         return
@@ -246,7 +262,7 @@ def run_collection(
 
     def process_read(item: tuple) -> None:
         batch, pixels, indices, lines = item
-        result = None if pixels is None else compute(pixels, indices)
+        result = None if pixels is None else compute(session, pixels, indices)
         writer.submit(lambda: write(result, indices, lines, len(batch)))
 
     def drained_save() -> None:
@@ -258,6 +274,38 @@ def run_collection(
     finally:
         items.close()
         writer.close()
+
+
+ENGINES = ("local", "ray")
+
+
+def collect_with(
+    engine: Any,
+    session: Any,
+    sources: Any,
+    done: int,
+    batch_size: int,
+    compute: Compute,
+    write: Callable[[Results | None, list[int], list[dict], int], None],
+    save: Callable[[], None],
+    bar: Any,
+    *,
+    every: int,
+    workers: int | None,
+    shard_dir: Path,
+) -> None:
+    """Run a collection on ``engine``: ``"local"`` (this process, :func:`run_collection`), or
+    ``"ray"`` / a :class:`clip_widgets.ray_engine.RayEngine` (Ray Data, shards kept in
+    ``shard_dir`` until they are merged in order). The store is the same either way."""
+    if isinstance(engine, str) and engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(map(repr, ENGINES))} or a RayEngine")
+    if engine == "local":
+        workers = default_workers(session) if workers is None else workers
+        run_collection(session, sources, done, batch_size, compute, write, save, bar, every, workers)
+        return
+    from .ray_engine import as_ray_engine  # Ray is optional: imported only when asked for
+
+    as_ray_engine(engine).run(session, sources, done, batch_size, compute, write, save, bar, shard_dir=shard_dir)
 
 
 def default_workers(session: Any) -> int:

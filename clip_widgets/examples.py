@@ -22,6 +22,7 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +31,16 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .collection import default_workers, run_collection, trim_log, write_log
+from .collection import collect_with, trim_log, write_log
 from .errors import ClipWidgetsError
 from .images import load_image
 
 STATE_FILE = "state.npz"
 SOURCES_FILE = "sources.jsonl"
 META_FILE = "meta.json"
+SHARDS_DIR = "shards"
+EXTREMES = ("max", "argmax", "min", "argmin")
+"""Where the Ray engine keeps finished shards until they are merged in order."""
 
 
 @dataclass(frozen=True)
@@ -80,12 +84,16 @@ class _Table:
         self.positions = torch.zeros((units, k), dtype=torch.long)
 
     def merge(self, values: torch.Tensor, positions: torch.Tensor, items: torch.Tensor) -> None:
-        """``values``/``positions``: ``(N, units)`` per-image extremes; ``items``: ``(N,)``."""
-        all_values = torch.cat([self.values, values.T.float()], 1)
-        all_items = torch.cat([self.items, items[None].expand(values.shape[1], -1)], 1)
-        all_positions = torch.cat([self.positions, positions.T], 1)
-        k = self.values.shape[1]
-        keep = all_values.topk(k, dim=1, largest=self.largest).indices
+        """``values``/``positions``: ``(N, units)`` per-image extremes; ``items``: ``(N,)``.
+
+        Equal values are ranked by item (the earlier image first), so the table does not depend
+        on how the stream was cut into batches or in which order the batches were merged."""
+        all_items = torch.cat([self.items, items.long()[None].expand(values.shape[1], -1)], 1)
+        by_item = all_items.argsort(dim=1, stable=True)
+        all_values = torch.cat([self.values, values.T.float()], 1).gather(1, by_item)
+        all_positions = torch.cat([self.positions, positions.T.long()], 1).gather(1, by_item)
+        all_items = all_items.gather(1, by_item)
+        keep = all_values.sort(dim=1, descending=self.largest, stable=True).indices[:, : self.values.shape[1]]
         self.values = all_values.gather(1, keep)
         self.items = all_items.gather(1, keep)
         self.positions = all_positions.gather(1, keep)
@@ -200,6 +208,7 @@ def collect_examples(
     total: int | None = None,
     progress: bool = True,
     workers: int | None = None,
+    engine: Any = "local",
 ) -> ExampleStore:
     """Stream ``sources`` (a folder, a path, or an iterable of anything :func:`load_image`
     reads, in a stable order) through ``session``'s image tower and keep each unit's ``k``
@@ -210,7 +219,10 @@ def collect_examples(
     ``workers``: threads that read and preprocess the next batches while the model runs, with the
     results written by another thread (see :mod:`clip_widgets.collection`); 0 does each step in
     turn on this thread; None picks for the machine (:func:`clip_widgets.collection.default_workers`).
-    The store is the same either way."""
+
+    ``engine``: ``"local"`` runs here; ``"ray"`` or a :class:`clip_widgets.ray_engine.RayEngine`
+    reads and runs the model on a Ray cluster, one model per actor, resuming shard by shard
+    (``pip install clip_widgets[ray]``). The store is the same with every engine."""
     layers = [layers] if isinstance(layers, str) else list(layers)
     for name in layers:
         session.layers[name]  # unknown names raise, listing the valid ones  # noqa: B018
@@ -262,32 +274,39 @@ def collect_examples(
         np.savez(tmp, **arrays)
         os.replace(tmp, root / STATE_FILE)  # atomic: a kill mid-save keeps the previous state
 
-    def compute(pixels: torch.Tensor, indices: list[int]) -> dict:
-        with torch.no_grad():
-            captured, _ = session.layers.forward(pixels, *layers)
-        extremes = {}
-        for name in layers:  # reduced over positions where the model ran: only (N, units) is copied back
-            values, _grid = positions_of(captured[name].float())
-            extremes[name] = (values.max(dim=1), values.min(dim=1))
-        return extremes
-
     def write(extremes: dict | None, indices: list[int], lines: list[dict], length: int) -> None:
         nonlocal processed
         if extremes is not None:
             items = torch.tensor(indices)
-            for name, ((high, high_at), (low, low_at)) in extremes.items():
-                tables[name, "top"].merge(high.cpu(), high_at.cpu(), items)
-                tables[name, "bottom"].merge(low.cpu(), low_at.cpu(), items)
+            for name in layers:
+                part = {key: torch.as_tensor(extremes[f"{name}/{key}"]).cpu() for key in EXTREMES}
+                tables[name, "top"].merge(part["max"], part["argmax"], items)
+                tables[name, "bottom"].merge(part["min"], part["argmin"], items)
         write_log(log, lines)
         log.flush()
         processed += length
 
-    workers = default_workers(session) if workers is None else workers
+    compute = partial(unit_extremes, layers=tuple(layers))
     bar = tqdm(total=total, initial=processed, desc="dataset examples", unit="img", disable=not progress)
     with (root / SOURCES_FILE).open("a") as log:
-        run_collection(session, sources, processed, batch_size, compute, write, save, bar, checkpoint_every, workers)
+        collect_with(engine, session, sources, processed, batch_size, compute, write, save, bar,
+                     every=checkpoint_every, workers=workers, shard_dir=root / SHARDS_DIR)  # fmt: skip
     result._load_state()
     return result
+
+
+def unit_extremes(session: Any, pixels: torch.Tensor, indices: list[int], *, layers: tuple[str, ...]) -> dict:
+    """Each image's largest and smallest value of every unit of ``layers`` and where they occur
+    (``{layer}/max``, ``/argmax``, ``/min``, ``/argmin``, each ``(N, units)``): reduced over
+    positions where the model ran, so only ``(N, units)`` leaves the device."""
+    with torch.no_grad():
+        captured, _ = session.layers.forward(pixels, *layers)
+    extremes = {}
+    for name in layers:
+        values, _grid = positions_of(captured[name].float())
+        (high, high_at), (low, low_at) = values.max(dim=1), values.min(dim=1)
+        extremes |= {f"{name}/max": high, f"{name}/argmax": high_at, f"{name}/min": low, f"{name}/argmin": low_at}
+    return extremes
 
 
 @dataclass(frozen=True)

@@ -11,29 +11,68 @@ Features are standardized before fitting, so weights compare across neurons.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .collection import collect_with
+from .errors import ClipWidgetsError
 from .examples import positions_of
 from .texts import text_list
 
 
 @torch.no_grad()
 def pooled_activations(session: Any, images: Sequence[Any], layer: str, *, batch_size: int = 32,
-                       progress: bool = True) -> np.ndarray:  # fmt: skip
+                       progress: bool = True, engine: Any = "local") -> np.ndarray:  # fmt: skip
     """``(N, units)``: each image's activations of ``layer`` averaged over its positions (a
-    ResNet map's positions, a ViT's patch tokens; vectors as they are)."""
+    ResNet map's positions, a ViT's patch tokens; vectors as they are).
+
+    ``engine="ray"`` (or a :class:`clip_widgets.ray_engine.RayEngine`) computes them on a Ray
+    cluster; ``images`` are then files or a ``ray.data.Dataset`` (see
+    :func:`clip_widgets.examples.collect_examples`), and the rows come back in their order."""
     session.layers[layer]  # unknown names raise, listing the valid ones  # noqa: B018
+    if engine != "local":
+        return _pooled_elsewhere(session, images, layer, batch_size, progress, engine)
     rows = []
     for start in tqdm(range(0, len(images), batch_size), desc=f"pooling {layer}", disable=not progress):
         captured, _ = session.layers.forward(session.preprocess(list(images[start : start + batch_size])), layer)
         rows.append(pool_positions(captured[layer]))
     return np.concatenate(rows)
+
+
+def pooled_rows(session: Any, pixels: torch.Tensor, indices: list[int], *, layer: str) -> dict:
+    """A collection's compute (:data:`clip_widgets.collection.Compute`) for :func:`pool_positions`."""
+    with torch.no_grad():
+        captured, _ = session.layers.forward(pixels, layer)
+    values, _ = positions_of(captured[layer].float())
+    return {"pooled": values.mean(1)}
+
+
+def _pooled_elsewhere(
+    session: Any, images: Any, layer: str, batch_size: int, progress: bool, engine: Any
+) -> np.ndarray:
+    rows: dict[int, np.ndarray] = {}
+    unreadable: list[str] = []
+
+    def write(results: dict | None, indices: list[int], lines: list[dict], length: int) -> None:
+        unreadable.extend(f"{line['source']} ({line['error']})" for line in lines if "error" in line)
+        for i, row in zip(indices, [] if results is None else results["pooled"].numpy(), strict=True):
+            rows[i] = row
+
+    bar = tqdm(desc=f"pooling {layer}", unit="img", disable=not progress)
+    with tempfile.TemporaryDirectory(prefix="clip-widgets-pool-") as shards:
+        collect_with(engine, session, images, 0, batch_size, partial(pooled_rows, layer=layer), write, lambda: None,
+                     bar, every=1, workers=None, shard_dir=Path(shards))  # fmt: skip
+    if unreadable:  # the probe needs one row per image, so nothing is skipped silently
+        raise ClipWidgetsError(f"could not read {len(unreadable)} images: {'; '.join(unreadable[:5])}")
+    return np.stack([rows[i] for i in range(len(rows))]) if rows else np.zeros((0, session.layers[layer].units))
 
 
 def pool_positions(activations: torch.Tensor) -> np.ndarray:

@@ -120,6 +120,17 @@ class ModelSession:
         self._hits = 0
         self._misses = 0
 
+    def __getstate__(self) -> dict:
+        # what another process needs to rebuild the session (a Ray actor's model copy): not the
+        # lock, the hooks registry or the text cache, which are made anew there
+        state = self.__dict__.copy()
+        state.update(lock=None, _layers=None, _text_cache=OrderedDict(), _hits=0, _misses=0)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.lock = threading.RLock()
+
     # -- constructors --------------------------------------------------------------------------
 
     @classmethod

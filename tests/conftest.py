@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny seeded sessions of both image-tower architectures and a real photo."""
+"""Shared fixtures: tiny seeded sessions of both image-tower architectures, folders of drawn scenes
+and a real photo."""
 
 from __future__ import annotations
 
@@ -16,6 +17,26 @@ def vit_session() -> ModelSession:
 @pytest.fixture(scope="session")
 def resnet_session() -> ModelSession:
     return ModelSession.from_config("tiny-resnet", seed=0, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def scene_folder(tmp_path_factory):
+    """``make(count, broken, prefix="")``: a folder of ``count`` world scenes (48 px PNG files
+    ``{prefix}{i:02d}.png``) and one unreadable file named ``broken``, made once per arguments."""
+    from clip_widgets.world import draw_scene
+
+    made = {}
+
+    def make(count: int, broken: str, prefix: str = ""):
+        if (count, broken, prefix) not in made:
+            root = tmp_path_factory.mktemp("scenes")
+            for i in range(count):
+                draw_scene(i, size=48).image.save(root / f"{prefix}{i:02d}.png")
+            (root / broken).write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+            made[count, broken, prefix] = root
+        return made[count, broken, prefix]
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from clip_widgets import ModelSession
 from clip_widgets.atlas import ActivationStore, collect_activations
@@ -19,18 +18,13 @@ LAYERS = ["blocks.0", "ln_post"]
 
 
 @pytest.fixture(scope="module")
-def session() -> ModelSession:
-    torch.manual_seed(0)
-    return ModelSession.from_config("tiny-vit", device="cpu")
+def session(vit_session) -> ModelSession:
+    return vit_session
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("scenes")
-    for i in range(22):
-        draw_scene(i, size=48).image.save(root / f"{i:02d}.png")
-    (root / "05b.png").write_bytes(b"broken")
-    return root
+def folder(scene_folder):
+    return scene_folder(22, "05b.png")
 
 
 def killed_at(paths, at: int, error: type[BaseException]):

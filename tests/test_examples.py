@@ -27,18 +27,13 @@ LAYERS = ["blocks.0", "ln_post"]
 
 
 @pytest.fixture(scope="module")
-def session() -> ModelSession:
-    torch.manual_seed(0)
-    return ModelSession.from_config("tiny-vit", device="cpu")
+def session(vit_session) -> ModelSession:
+    return vit_session
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("scenes")
-    for i in range(30):
-        draw_scene(i, size=48).image.save(root / f"scene_{i:02d}.png")
-    (root / "scene_07b.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
-    return root
+def folder(scene_folder):
+    return scene_folder(30, "scene_07b.png", prefix="scene_")
 
 
 def brute_force(session, paths, layer):
