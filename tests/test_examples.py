@@ -195,3 +195,26 @@ def test_what_cannot_be_read_is_skipped_and_named_and_a_strip_is_collected(sessi
     assert kept == [str(root / "a.png"), str(root / "c.png"), str(root / "d_strip.png")]
     (high, _), _, _ = brute_force(session, [root / "a.png", root / "c.png", root / "d_strip.png"], "blocks.0")
     np.testing.assert_allclose(store.values("blocks.0")[:, 0], high.max(0).values.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_tables_do_not_depend_on_batching_and_ties_go_to_the_earlier_image():
+    from clip_widgets.examples import _Table
+
+    rng = np.random.default_rng(0)
+    values = torch.from_numpy(rng.integers(0, 3, (20, 5)).astype(np.float32))  # many exact ties
+    positions = torch.from_numpy(rng.integers(0, 9, (20, 5)))
+    items = torch.arange(20)
+    tables = []
+    for cuts in ([0, 20], [0, 3, 11, 20], [0, 7, 8, 20]):
+        for largest in (True, False):
+            table = _Table(5, 4, largest)
+            parts = list(zip(cuts, cuts[1:], strict=False))
+            for a, b in reversed(parts) if len(parts) > 2 else parts:  # out of order too
+                table.merge(values[a:b], positions[a:b], items[a:b])
+            tables.append((largest, table))
+    for largest, table in tables:
+        first = next(t for flag, t in tables if flag == largest)
+        assert torch.equal(table.items, first.items) and torch.equal(table.positions, first.positions)
+        for unit in range(5):  # a stable sort by value, earlier items first among equals
+            order = sorted(range(20), key=lambda i, u=unit: (-values[i, u] if largest else values[i, u], i))[:4]
+            assert table.items[unit].tolist() == order

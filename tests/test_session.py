@@ -350,3 +350,19 @@ def test_from_config_builds_any_open_clip_architecture_with_random_weights():
     assert session.architecture == "ResNet" and session.image_size == (224, 224)
     with pytest.raises(ValueError, match="Did you mean.*ViT-B-16"):
         ModelSession.from_config("ViT-B-61")
+
+
+def test_a_session_pickles_for_another_process(vit_session, astronaut):
+    """What a Ray actor receives: the same model and preprocessing, a lock and layers of its own."""
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(vit_session))
+    assert copy.lock is not vit_session.lock and copy.lock.acquire(blocking=False)
+    copy.lock.release()
+    with torch.no_grad():
+        np.testing.assert_array_equal(
+            copy.encode_image(copy.preprocess(astronaut)).numpy(),
+            vit_session.encode_image(vit_session.preprocess(astronaut)).numpy(),
+        )
+    assert copy.layers.names == vit_session.layers.names and copy.layers is not vit_session.layers
+    assert copy.text_cache_info()["size"] == 0
