@@ -315,7 +315,7 @@ class ExampleViews:
 
     The heat maps say how close the unit comes to its extreme at each point: 255 where it is
     highest over all the examples (lowest, for bottom examples), 0 at the other end, so the maps
-    of different examples compare."""
+    of different examples compare; all 0 where the unit takes one value over every example."""
 
     examples: list[Example]
     images: np.ndarray
@@ -354,8 +354,13 @@ def example_views(
                             np.zeros((0, 4), int), np.zeros((0, size, size, 3), np.uint8), empty)  # fmt: skip
     maps = unit_maps(session, layer, unit, views)
     low, high = float(maps.min()), float(maps.max())
-    closeness = (maps - low) / max(high - low, 1e-8)
-    heat = np.rint((1 - closeness if which == "bottom" else closeness) * 255).astype(np.uint8)
+    if high - low <= 1e-6 * max(1.0, abs(high)):
+        # the unit is flat over every example (a ReLU unit's bottom examples are all zero): no
+        # place is nearer the extreme than another, so nothing is hot
+        heat = np.zeros(maps.shape, np.uint8)
+    else:
+        closeness = (maps - low) / (high - low)
+        heat = np.rint((1 - closeness if which == "bottom" else closeness) * 255).astype(np.uint8)
     boxes, crops, crop_heat = [], [], []
     for view, example, grid_heat in zip(views, found, heat, strict=True):
         box = crop_box(view.size, example, scale)

@@ -2,14 +2,15 @@
 
 :func:`build_microscope` writes a directory that opens from ``file://`` with no network and no
 kernel: ``index.html`` lists the layers and their units (each with its feature visualization as
-an icon and its automatic label), and ``#layer/unit`` in the address shows one unit: its feature
-visualization, its label and confidence, and its top dataset examples with their values. A
-search box filters the units by label.
+an icon and its automatic label) and, if asked, each layer's activation atlas; ``#layer/unit`` in
+the address shows one unit: its facets, its label, confidence and top words, and its top and
+bottom dataset examples with the unit's heat over them. A search box filters the units by label.
+The files are described in :mod:`clip_widgets.microscope_site`.
 
-The data travel as ``data.js`` (``window.MICROSCOPE = {...}``): a ``<script src>`` loads from
-``file://`` where fetching JSON does not. Every step resumes: the dataset examples are collected
-into ``examples/`` (an :class:`~clip_widgets.examples.ExampleStore`), and images already written
-under ``units/`` are not rendered again.
+Every step resumes: the dataset examples are collected into ``examples/`` (an
+:class:`~clip_widgets.examples.ExampleStore`), the labels' passes are kept under ``labels/``, and
+what is already written under ``units/`` is not made again. Collection can run on Ray
+(``engine=``) for image sets one process cannot get through.
 
     python -m clip_widgets.microscope --model world-vit --images FOLDER --layers blocks.4 --out DIR
 """
@@ -17,71 +18,30 @@ under ``units/`` are not rendered again.
 from __future__ import annotations
 
 import argparse
-import html
-import json
+import hashlib
 import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .atlas import build_atlas, collect_activations
+from .atlas_render import render_atlas
 from .examples import collect_examples, example_views
+from .featvis import objectives as obj
 from .featvis.render import render_units
-from .unit_labels import DEFAULT_CONCEPTS, label_units
+from .images import list_image_files
+from .microscope_site import example_entries, page, safe_name, write_index, write_unit
+from .probe import pooled_activations
+from .unit_labels import DEFAULT_CONCEPTS, concept_similarities, label_units
 
 __all__ = ["build_microscope", "main"]
 
 _SCRIPT = Path(__file__).resolve().parent / "static" / "microscope.js"  # built from js/src/microscope.js
-
-_CSS = """
-body { margin: 0; font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2328;
-  background: #fafafa; }
-header { display: flex; gap: 16px; align-items: center; padding: 10px 20px; background: #fff;
-  border-bottom: 1px solid #d0d7de; position: sticky; top: 0; }
-header h1 { font-size: 17px; margin: 0; }
-header a { color: inherit; text-decoration: none; }
-header input { font-size: 14px; padding: 5px 8px; width: 260px; border: 1px solid #afb8c1;
-  border-radius: 6px; }
-main { padding: 12px 20px; }
-h2 { font-size: 15px; margin: 18px 0 8px; }
-.ms-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(120px, 1fr)); gap: 10px; }
-.ms-card { display: block; background: #fff; border: 1px solid #d0d7de; border-radius: 6px; padding: 6px;
-  color: inherit; text-decoration: none; font-size: 12px; }
-.ms-card:hover { border-color: #0969da; }
-.ms-card img { width: 100%; aspect-ratio: 1; image-rendering: pixelated; border-radius: 4px; }
-.ms-muted { color: #57606a; }
-.ms-unit { display: flex; gap: 24px; flex-wrap: wrap; }
-.ms-unit .ms-vis { width: 320px; height: 320px; image-rendering: pixelated; border: 1px solid #d0d7de; }
-.ms-label { font-size: 20px; margin: 4px 0; }
-.ms-examples { display: flex; gap: 10px; flex-wrap: wrap; }
-.ms-example { font-size: 12px; text-align: center; margin: 0; }
-.ms-example img { width: 128px; height: 128px; display: block; border: 1px solid #d0d7de; }
-"""
-
-
-def _page(title: str) -> str:
-    return f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{html.escape(title)}</title>
-<style>{_CSS}</style>
-</head>
-<body>
-<div id="microscope"><p>Loading...</p></div>
-<script src="data.js"></script>
-<script src="microscope.js"></script>
-</body>
-</html>
-"""
-
-
-def _safe(name: str) -> str:
-    """A layer name as a directory name."""
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
 def build_microscope(
@@ -93,68 +53,126 @@ def build_microscope(
     units: Sequence[int] | None = None,
     max_units: int | None = None,
     k: int = 8,
+    facets: int = 3,
     steps: int = 64,
     concepts: Sequence[str] | None = None,
     crop_size: int = 128,
+    atlas: bool = False,
+    atlas_size: int = 12,
+    engine: Any = "local",
     progress: bool = True,
 ) -> Path:
     """Write the Microscope of ``layers`` over ``images`` (a folder, or a sequence of anything
     :func:`~clip_widgets.images.load_image` reads) into ``out_dir`` and return its
     ``index.html``. ``units``: the units to show of each layer (default: all, or the first
-    ``max_units``); ``k``: top examples per unit; ``steps``: feature visualization steps;
-    ``concepts``: the labels' vocabulary (default: the shapes world's). Reruns resume."""
+    ``max_units``); ``k``: top and bottom examples per unit; ``facets`` feature visualizations
+    per unit, optimized ``steps`` steps, many units per batch; ``concepts``: the labels'
+    vocabulary (default: the shapes world's); ``atlas``: also an activation atlas of each layer
+    with positions (``atlas_size`` cells a side). ``engine``: where the passes over the images
+    run (``"local"``, ``"ray"`` or a :class:`~clip_widgets.ray_engine.RayEngine`; the images must
+    then be files). Every step resumes: rerun the same call after an interruption."""
     if not _SCRIPT.is_file():
         raise FileNotFoundError(f"{_SCRIPT} is missing; build the front end (cd js && npm run build)")
+    if facets < 1 or k < 1:
+        raise ValueError(f"facets and k must be positive, got facets={facets}, k={k}")
     layers = [layers] if isinstance(layers, str) else list(layers)
+    for name in layers:
+        session.layers[name]  # unknown names raise, listing the valid ones  # noqa: B018
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     if isinstance(images, (str, os.PathLike)):
-        folder = Path(images)
-        images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"})
+        images = list_image_files(Path(images))
     images = list(images)
-    store = collect_examples(session, images, layers, root / "examples", k=k, progress=progress)
-    data: dict[str, Any] = {"model": str(getattr(session, "name", "model")), "k": k, "layers": []}
+    concepts = list(concepts or DEFAULT_CONCEPTS)
+    store = collect_examples(session, images, layers, root / "examples", k=k, progress=progress, engine=engine)
+    similarities = _cached(root / "labels" / f"concepts_{_digest(concepts)}.npy",
+                           lambda: concept_similarities(session, images, concepts, progress=progress))  # fmt: skip
+    data: dict[str, Any] = {"model": str(getattr(session, "name", "model")), "k": k, "facets": facets,
+                            "concepts": concepts, "layers": []}  # fmt: skip
     for layer in layers:
-        total = session.layers[layer].units
-        chosen = list(range(total) if units is None else units)
-        if max_units is not None:
-            chosen = chosen[:max_units]
-        folder = root / "units" / _safe(layer)
+        chosen = list(range(session.layers[layer].units) if units is None else units)[:max_units]
+        folder = root / "units" / safe_name(layer)
         folder.mkdir(parents=True, exist_ok=True)
-        todo = [u for u in chosen if not (folder / f"{u}.png").is_file()]
-        if todo:
-            result = render_units(session, layer, todo, steps=steps, progress=progress)
-            for unit, pixels in zip(todo, result.images, strict=False):
-                Image.fromarray(pixels).save(folder / f"{unit}.png")
-        labels = label_units(session, images, layer, concepts or DEFAULT_CONCEPTS, units=chosen, progress=progress)
+        _render_facets(session, layer, chosen, folder, facets, steps, progress)
+        activations = _cached(root / "labels" / f"{safe_name(layer)}.npy",
+                              lambda layer=layer: pooled_activations(session, images, layer, progress=progress,
+                                                                     engine=engine))  # fmt: skip
+        labels = label_units(session, None, layer, concepts, units=chosen, activations=activations,
+                             similarities=similarities, progress=progress)  # fmt: skip
         entries = []
         for row, unit in enumerate(tqdm(chosen, desc=f"examples of {layer}", unit="unit", disable=not progress)):
-            found = store.examples(layer, unit)[:k]
-            names = [f"{unit}_top{i}.png" for i in range(len(found))]
-            if not all((folder / name).is_file() for name in names):
-                views = example_views(session, store, layer, unit, count=k, size=crop_size, images=images)
-                for name, crop in zip(names, views.crops, strict=True):
-                    Image.fromarray(crop).save(folder / name)
-            examples = [
-                {"file": f"units/{folder.name}/{name}", "value": round(e.value, 5), "source": e.source}
-                for name, e in zip(names, found, strict=True)
-            ]
-            entries.append(
-                {
-                    "unit": unit,
-                    "icon": f"units/{folder.name}/{unit}.png",
-                    "label": labels.labels[row],
-                    "confidence": round(float(labels.confidence[row]), 4),
-                    "examples": examples,
-                }
-            )
-        data["layers"].append({"name": layer, "units": entries})
-    text = json.dumps(data, indent=1).replace("</", "<\\/")
-    (root / "data.js").write_text(f"window.MICROSCOPE = {text};\n", encoding="utf-8")
+            if not (folder / f"{unit}.js").is_file():  # written last: its crops are there too
+                detail = {"layer": layer, "unit": unit, "words": [[w, round(s, 4)] for w, s in labels.top(unit, 5)]}
+                for which in ("top", "bottom"):
+                    views = example_views(session, store, layer, unit, which=which, count=k, size=crop_size,
+                                          images=images)  # fmt: skip
+                    detail[which] = example_entries(folder, f"{unit}_{which}", views)
+                write_unit(folder, detail)
+            entries.append({
+                "unit": unit,
+                "icon": f"units/{folder.name}/{unit}.png",
+                "facets": [f"units/{folder.name}/{_facet_name(unit, j)}" for j in range(facets)],
+                "label": labels.labels[row],
+                "confidence": round(float(labels.confidence[row]), 4),
+            })  # fmt: skip
+        entry = {"name": layer, "dir": folder.name, "units": entries, "atlas": None}
+        if atlas and session.layers[layer].kind != "vector":
+            entry["atlas"] = _layer_atlas(session, images, layer, root, atlas_size, engine, progress)
+        data["layers"].append(entry)
+    write_index(root, data)
     shutil.copyfile(_SCRIPT, root / "microscope.js")
     index = root / "index.html"
-    index.write_text(_page(f"Microscope: {data['model']}"), encoding="utf-8")
+    index.write_text(page(f"Microscope: {data['model']}"), encoding="utf-8")
     return index
+
+
+def _facet_name(unit: int, facet: int) -> str:
+    return f"{unit}.png" if facet == 0 else f"{unit}_f{facet}.png"
+
+
+def _render_facets(session: Any, layer: str, units: list[int], folder: Path, facets: int, steps: int,
+                   progress: bool) -> None:  # fmt: skip
+    """Each unit's ``facets`` visualizations, many units per optimized batch; the diversity term
+    pushes the images of a batch apart, so one unit's facets differ."""
+    todo = [u for u in units if not all((folder / _facet_name(u, j)).is_file() for j in range(facets))]
+    if not todo:
+        return
+    repeated = [u for u in todo for _ in range(facets)]
+
+    def objective(name: str, part: Sequence[int]):
+        made = obj.channel(name, part)
+        return made + 0.05 * obj.diversity(name) if facets > 1 else made
+
+    result = render_units(session, layer, repeated, objective=objective, steps=steps, progress=progress)
+    for i, pixels in enumerate(result.images):  # an interrupted run keeps the images it finished
+        Image.fromarray(pixels).save(folder / _facet_name(repeated[i], i % facets))
+
+
+def _layer_atlas(session: Any, images: list, layer: str, root: Path, size: int, engine: Any, progress: bool) -> dict:
+    """An activation atlas of ``layer`` at one grid size, as one picture and its cell counts."""
+    store = collect_activations(session, images, layer, root / "atlas" / safe_name(layer), per_image=4,
+                                engine=engine, progress=progress)  # fmt: skip
+    made = build_atlas(session, store, sizes=(size,), progress=progress)
+    Image.fromarray(render_atlas(made.icons[size])).save(root / "atlas" / f"{safe_name(layer)}.png")
+    grid = made.grid(size)
+    return {"image": f"atlas/{safe_name(layer)}.png", "size": size, "filled": round(float(grid.filled.mean()), 4),
+            "counts": grid.counts.astype(int).tolist(), "activations": len(store)}  # fmt: skip
+
+
+def _digest(values: Sequence[str]) -> str:
+    return hashlib.sha1("\n".join(values).encode()).hexdigest()[:12]
+
+
+def _cached(path: Path, make) -> np.ndarray:
+    """An array saved at ``path``, made by ``make()`` the first time (and written whole)."""
+    if path.is_file():
+        return np.load(path)
+    value = np.asarray(make())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, value)
+    os.replace(tmp, path)
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
@@ -164,17 +182,26 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("--layers", nargs="+", required=True, help="layer names, e.g. blocks.4")
     parser.add_argument("--out", required=True, help="the output directory")
     parser.add_argument("--max-units", type=int, default=None, help="show the first N units of each layer")
-    parser.add_argument("-k", type=int, default=8, help="top examples per unit")
+    parser.add_argument("-k", type=int, default=8, help="top and bottom examples per unit")
+    parser.add_argument("--facets", type=int, default=3, help="feature visualizations per unit")
     parser.add_argument("--steps", type=int, default=64, help="feature visualization steps")
+    parser.add_argument("--atlas", action="store_true", help="also an activation atlas of each layer")
     parser.add_argument("--device", default=None, help="torch device (default: the session's choice)")
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help="collect on Ray: the cluster at ADDRESS (or RAY_ADDRESS), else a local one")  # fmt: skip
+    parser.add_argument("--actors", type=int, default=None, help="model copies on Ray (default: one per GPU)")
     args = parser.parse_args(argv)
     from .session import ModelSession
 
+    engine: Any = "local"
+    if args.ray is not None:
+        from .ray_engine import RayEngine
+
+        engine = RayEngine(actors=args.actors, address=args.ray or None)
     kw = {"device": args.device} if args.device else {}
     session = ModelSession.load(args.model, **kw)
-    index = build_microscope(
-        session, args.images, args.layers, args.out, max_units=args.max_units, k=args.k, steps=args.steps
-    )
+    index = build_microscope(session, args.images, args.layers, args.out, max_units=args.max_units, k=args.k,
+                             facets=args.facets, steps=args.steps, atlas=args.atlas, engine=engine)  # fmt: skip
     print(f"wrote {index}")
     return index
 

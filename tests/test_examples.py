@@ -218,3 +218,13 @@ def test_tables_do_not_depend_on_batching_and_ties_go_to_the_earlier_image():
         for unit in range(5):  # a stable sort by value, earlier items first among equals
             order = sorted(range(20), key=lambda i, u=unit: (-values[i, u] if largest else values[i, u], i))[:4]
             assert table.items[unit].tolist() == order
+
+
+def test_a_unit_flat_over_its_examples_shows_no_heat(session, folder, tmp_path, monkeypatch):
+    """A ReLU unit's bottom examples are all zero: no cell is nearer the extreme than another."""
+    import clip_widgets.examples as examples
+
+    store = collect_examples(session, folder, LAYERS, tmp_path / "store", k=3, progress=False)
+    monkeypatch.setattr(examples, "unit_maps", lambda s, layer, unit, images: np.zeros((len(images), 4, 4), np.float32))
+    views = example_views(session, store, LAYERS[0], 0, which="bottom", count=3)
+    assert views.heat.shape == (3, 4, 4) and not views.heat.any() and not views.crop_heat.any()

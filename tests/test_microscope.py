@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
+from clip_widgets.examples import ExampleStore, example_views
 from clip_widgets.microscope import build_microscope
 from clip_widgets.session import ModelSession
 from clip_widgets.world import draw_scene
@@ -29,8 +33,15 @@ def built(tmp_path_factory):
     session = ModelSession.from_config("tiny-vit", seed=0, device="cpu")
     images = [draw_scene(k, size=64).image for k in range(12)]
     root = tmp_path_factory.mktemp("microscope")
-    index = build_microscope(session, images, LAYER, root, max_units=6, k=K, steps=2, progress=False)
+    index = build_microscope(session, images, LAYER, root, max_units=6, k=K, steps=2, facets=2, atlas=True,
+                             atlas_size=4, progress=False)  # fmt: skip
     return session, images, root, index
+
+
+def _unit(root, unit):
+    text = (root / "units" / LAYER / f"{unit}.js").read_text()
+    assert text.startswith("microscopeUnit(") and text.rstrip().endswith(");")
+    return json.loads(text.strip()[len("microscopeUnit(") : -2])
 
 
 def test_files(built):
@@ -43,7 +54,10 @@ def test_files(built):
     assert (root / "examples" / "meta.json").is_file()
     for unit in range(6):
         assert (root / "units" / LAYER / f"{unit}.png").is_file()
+        assert (root / "units" / LAYER / f"{unit}_f1.png").is_file()
+        assert (root / "units" / LAYER / f"{unit}.js").is_file()
     assert not (root / "units" / LAYER / "6.png").exists()
+    assert json.loads((root / "microscope.json").read_text()) == _data(root)
 
 
 def test_data(built):
@@ -55,12 +69,45 @@ def test_data(built):
     for u in units:
         assert isinstance(u["label"], str) and u["label"]
         assert isinstance(u["confidence"], float)
-        assert (root / u["icon"]).is_file()
-        values = [e["value"] for e in u["examples"]]
-        assert len(values) == K
-        assert values == sorted(values, reverse=True)
-        for example in u["examples"]:
+        assert (root / u["icon"]).is_file() and u["facets"][0] == u["icon"] and len(u["facets"]) == 2
+        detail = _unit(root, u["unit"])
+        top = [e["value"] for e in detail["top"]]
+        bottom = [e["value"] for e in detail["bottom"]]
+        assert len(top) == len(bottom) == K
+        assert top == sorted(top, reverse=True) and bottom == sorted(bottom) and bottom[0] <= top[0]
+        assert [w for w, _ in detail["words"]][0] == u["label"]  # the label is the best of the top words
+        for example in detail["top"] + detail["bottom"]:
             assert (root / example["file"]).is_file()
+
+
+def test_heat_and_facets_match_the_library(built):
+    """The page's heat is the unit's map over each example (example_views), its facets differ."""
+    session, images, root, _ = built
+    store = ExampleStore(root / "examples")
+    for which in ("top", "bottom"):
+        views = example_views(session, store, LAYER, 2, which=which, count=K, images=images)
+        for e, heat, box in zip(_unit(root, 2)[which], views.heat, views.boxes, strict=True):
+            rows, cols = e["grid"]
+            np.testing.assert_array_equal(
+                np.frombuffer(base64.b64decode(e["heat"]), np.uint8).reshape(rows, cols), heat
+            )
+            assert e["box"] == box.tolist()
+    first, second = (np.asarray(Image.open(root / "units" / LAYER / name), float) for name in ("2.png", "2_f1.png"))
+    assert np.abs(first - second).mean() > 1  # two facets, not one picture twice
+
+
+def test_atlas(built):
+    _, _, root, _ = built
+    atlas = _data(root)["layers"][0]["atlas"]
+    picture = np.asarray(Image.open(root / atlas["image"]))
+    counts = np.array(atlas["counts"])
+    assert counts.shape == (4, 4) and atlas["activations"] == 12 * 4
+    assert counts.sum() <= 48 and counts[counts > 0].min() >= 3  # cells under build_atlas's min_count are empty
+    assert atlas["filled"] == pytest.approx((counts > 0).mean())
+    assert picture.shape[0] == picture.shape[1] and picture.shape[0] % 4 == 0
+    cell = picture.shape[0] // 4
+    for row, col in zip(*np.nonzero(counts == 0), strict=True):  # empty cells stay background
+        assert (picture[row * cell : (row + 1) * cell, col * cell : (col + 1) * cell] == 255).all()
 
 
 def test_rerun_resumes(built):
@@ -68,7 +115,8 @@ def test_rerun_resumes(built):
     pngs = sorted((root / "units").rglob("*.png"))
     before = {p: p.stat().st_mtime_ns for p in pngs}
     data = _data(root)
-    build_microscope(session, images, LAYER, root, max_units=6, k=K, steps=2, progress=False)
+    build_microscope(session, images, LAYER, root, max_units=6, k=K, steps=2, facets=2, atlas=True, atlas_size=4,
+                     progress=False)  # fmt: skip
     assert {p: p.stat().st_mtime_ns for p in sorted((root / "units").rglob("*.png"))} == before
     assert _data(root) == data
 
@@ -87,4 +135,8 @@ def test_command_line(tmp_path):
     assert done.returncode == 0, done.stderr
     units = _data(out)["layers"][0]["units"]
     assert [u["unit"] for u in units] == [0, 1]
-    assert all(len(u["examples"]) == 3 for u in units)
+    assert all(len(_unit_at(out, u["unit"])["top"]) == 3 for u in units)
+
+
+def _unit_at(root, unit):
+    return _unit(root, unit)

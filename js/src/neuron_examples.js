@@ -6,12 +6,9 @@ import { colormapLUT } from "./colormap.js";
 import { h } from "./dom.js";
 import { outlineLevel, outlineSegments } from "./neuron_layout.js";
 import { paintArray } from "./kit.js";
-import { overlayRGBA } from "./render.js";
+import { EXAMPLE_HEAT, overlayRGBA } from "./render.js";
 
 const VIEWER_PX = 256;
-// A light tint over the hotter part of each crop, fading out towards the cooler part, so the
-// picture stays readable under it.
-const HEAT = { cutoff: 0.4, opacity: 0.5, fade: true };
 
 
 function slice2d(array, index) {
@@ -161,7 +158,7 @@ export function examplesPanel(model) {
         const { values: cells, rows, cols } = slice2d(maps, i);
         heat.width = cols;
         heat.height = rows;
-        heat.getContext("2d").putImageData(new ImageData(overlayRGBA(cells, cols, rows, { lut, ...HEAT }), cols, rows), 0, 0);
+        heat.getContext("2d").putImageData(new ImageData(overlayRGBA(cells, cols, rows, { lut, ...EXAMPLE_HEAT }), cols, rows), 0, 0);
       }
       const value = Number(values[i]);
       const caption = Number.isFinite(value) ? value.toFixed(2) : "";

@@ -24,6 +24,18 @@ export function overlayRGBA(map, width, height, { cutoff = 0, lut, opacity = 0.6
   return out;
 }
 
+/** How the examples' heat is drawn over their crops (NeuronExplorer and the Microscope site): a
+ * light tint over the hotter part of each crop, fading out towards the cooler part, so the
+ * picture stays readable under it. */
+export const EXAMPLE_HEAT = { cutoff: 0.4, opacity: 0.5, fade: true };
+
+/** The part of a `rows` x `cols` grid under a crop `box` ([left, top, right, bottom]) of a
+ * `width` x `height` image, in grid cells: `[x, y, w, h]` for drawImage's source rectangle. */
+export function gridCrop(box, width, height, rows, cols) {
+  const [left, top, right, bottom] = box.map(Number);
+  return [(left * cols) / width, (top * rows) / height, ((right - left) * cols) / width, ((bottom - top) * rows) / height];
+}
+
 /** RGBA pixels of a horizontal colour bar, low on the left. */
 export function legendRGBA(lut, width, height) {
   const out = new Uint8ClampedArray(width * height * 4);

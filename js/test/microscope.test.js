@@ -3,7 +3,21 @@ import { test } from "node:test";
 
 import "../src/microscope.js";
 
-const { parseHash, unitHash, filterUnits, findUnit } = globalThis.microscopeHelpers;
+import { gridCrop } from "../src/render.js";
+
+const { parseHash, unitHash, filterUnits, findUnit, decodeBytes } = globalThis.microscopeHelpers;
+
+test("decodeBytes reads the base64 heat the site's data carry", () => {
+  assert.deepEqual([...decodeBytes(Buffer.from([0, 7, 255, 128]).toString("base64"))], [0, 7, 255, 128]);
+  assert.equal(decodeBytes("").length, 0);
+});
+
+test("gridCrop maps a crop box in pixels to the grid cells under it", () => {
+  // a 64 px image over an 8 x 8 grid: 8 px per cell
+  assert.deepEqual(gridCrop([16, 8, 48, 40], 64, 64, 8, 8), [2, 1, 4, 4]);
+  // the whole image is the whole grid, whatever the sizes
+  assert.deepEqual(gridCrop([0, 0, 224, 160], 224, 160, 7, 14), [0, 0, 14, 7]);
+});
 
 test("parseHash reads #layer/unit, keeping dots in the layer name", () => {
   assert.deepEqual(parseHash("#blocks.1/3"), { layer: "blocks.1", unit: 3 });
