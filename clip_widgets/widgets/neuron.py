@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +17,7 @@ from ..featvis import render
 from ..textprobe import QUERY_SCORES, rank_words_by_image, text_query_method, units_for_text
 from ..texts import text_list
 from ._base import STATIC, WidgetBase, entry_point
+from .neuron_microscope import MicroscopeSite
 
 
 class UnitOutOfRangeError(IndexError, traitlets.TraitError):
@@ -47,6 +49,9 @@ class NeuronExplorer(WidgetBase):
     Until a new unit's visualization, examples and words arrive, ``visualization_of``,
     ``examples_of`` and ``words_of`` still name the old one, and the view marks those panels
     stale. A unit outside the layer is refused, naming the valid range.
+    :meth:`from_microscope` browses a built Microscope site (passed on as ``site``, a
+    :class:`~clip_widgets.widgets.neuron_microscope.MicroscopeSite`): its units show their stored
+    facets and labels (``unit_label``) at once.
     Layer, unit and query are synced both ways; the arrow keys move between
     units (left/right) and layers (up/down) when the widget has the focus. Visualizations run in
     a background thread, so the notebook stays responsive; ``wait()`` blocks until it is done.
@@ -108,6 +113,9 @@ class NeuronExplorer(WidgetBase):
     """What ``query_results`` are: the layer, the query and what the scores measure."""
     busy = traitlets.Bool(False).tag(sync=True)
     """True while a visualization is being optimized."""
+    unit_label = traitlets.Unicode("").tag(sync=True)
+    """The unit's automatic label from a Microscope site (see :meth:`from_microscope`), e.g.
+    ``"a red star (confidence z 2.31)"``; ``""`` for units the site did not label."""
 
     def __init__(
         self,
@@ -124,9 +132,11 @@ class NeuronExplorer(WidgetBase):
         example_count: int = 8,
         example_size: int = 128,
         word_count: int = 8,
+        site: MicroscopeSite | None = None,
         **traits: Any,
     ):
         self._session = session
+        self._site = site
         self._store = examples if examples is None or isinstance(examples, ExampleStore) else ExampleStore(examples)
         self._images = images
         self._vocabulary = text_list(vocabulary, "vocabulary")
@@ -145,6 +155,34 @@ class NeuronExplorer(WidgetBase):
         self._ready = True
         with self.reporting(raises=False):  # a failed first view shows in the returned widget
             self._show()
+
+    @classmethod
+    def from_microscope(
+        cls,
+        path: str | os.PathLike,
+        session: Any = None,
+        *,
+        layer: str | None = None,
+        unit: int | None = None,
+        **kwargs: Any,
+    ) -> NeuronExplorer:
+        """Browse the Microscope that :func:`~clip_widgets.microscope.build_microscope` wrote to
+        ``path``, live: its units show their stored facets and labels at once, with its dataset
+        examples; any other unit is optimized as usual. ``session``: the model it was built with
+        (default: loaded by the name in its manifest). Opens on the site's first layer and unit
+        unless ``layer``/``unit`` say otherwise; other keywords as for the constructor (a site built
+        from in-memory images needs them again as ``images`` to show its examples)."""
+        site = MicroscopeSite.read(path)
+        if session is None:
+            from ..session import ModelSession  # open_clip loads only when a model must be
+
+            session = ModelSession.load(site.model)
+        site.check_session(session)
+        if layer is None and site.layers:
+            layer = site.layers[0]
+        if unit is None:
+            unit = site.first_unit(layer) if layer is not None else 0
+        return cls(session, layer, unit, examples=ExampleStore(site.root / "examples"), site=site, **kwargs)
 
     # -- Python API -------------------------------------------------------------------------
 
@@ -210,6 +248,7 @@ class NeuronExplorer(WidgetBase):
             self.unit_count = count
             clamped = self.unit >= count
             if not clamped:
+                self.unit_label = self._site.label(self.layer, self.unit) if self._site else ""
                 self._show_examples()
                 self._show_words()
         # both outside the block, so its clearing of ``error`` cannot wipe a failure of the new run
@@ -249,10 +288,17 @@ class NeuronExplorer(WidgetBase):
             self.words_of = [self.layer, self.unit]
 
     def _start_visualization(self) -> None:
-        with self._lock:
-            self._generation += 1
-            generation = self._generation
         layer, unit = self.layer, self.unit
+        stored = self._site.facets(layer, unit) if self._site else None
+        with self._lock:
+            self._generation += 1  # also stops a running optimization of an earlier unit
+            generation = self._generation
+            if stored is not None:  # the site's facets: nothing to optimize
+                with self.hold_sync():
+                    self.visualization = stored
+                    self.visualization_of = [layer, unit]
+                    self.progress, self.busy = 1.0, False
+                return
         objective = obj.channel(layer, unit)
         if self._facets > 1 and self._diversity:
             objective = objective + self._diversity * obj.diversity(layer)

@@ -37,6 +37,8 @@ function render({ model, el }) {
   const unitCount = h("span", { class: "cw-unit-count" });
   const previous = h("button", { class: "cw-prev", type: "button", text: "◀", title: "previous unit (←)" });
   const next = h("button", { class: "cw-next", type: "button", text: "▶", title: "next unit (→)" });
+  // the unit's automatic label from a Microscope site, next to the unit it names
+  const unitLabel = h("span", { class: "cw-unit-label" });
   const queryInput = h("input", { class: "cw-query", type: "search", placeholder: "text query: find units, Enter" });
   const queryHeading = h("div", { class: "cw-query-heading" });
   const queryChips = h("div", { class: "cw-query-chips" });
@@ -46,6 +48,7 @@ function render({ model, el }) {
     h("label", { class: "cw-control" }, [h("span", { text: "unit" }), unitInput, unitCount]),
     previous,
     next,
+    unitLabel,
     queryInput,
   ]);
 
@@ -99,6 +102,15 @@ function render({ model, el }) {
     busyLabel.textContent = staleVisualization ? `rendering unit ${unit}…` : "";
     examplesSection.classList.toggle("cw-stale", !showsSelection(model.get("examples_of"), layer, unit));
     wordsPanel.classList.toggle("cw-stale", !showsSelection(model.get("words_of"), layer, unit));
+    // the label names Python's unit: dimmed while a newer pick waits for its own
+    unitLabel.classList.toggle("cw-stale", unit !== model.get("unit"));
+  }
+
+  function drawUnitLabel() {
+    const label = model.get("unit_label") || "";
+    unitLabel.textContent = label;
+    unitLabel.title = label && `automatic label from the Microscope site: ${label}`; // whole, when cut short
+    unitLabel.hidden = !label;
   }
 
   function drawHeader() {
@@ -227,11 +239,13 @@ function render({ model, el }) {
     ["change:query_results change:query_heading", drawQueryResults],
     ["change:query", drawQuery],
     ["change:busy change:progress", drawBusy],
+    ["change:unit_label", drawUnitLabel],
     ["change:error", banner.update],
   ];
   const unsubscribe = subscribe(model, handlers);
   drawQuery();
   drawHeader();
+  drawUnitLabel();
   drawVisualization();
   examples.draw();
   drawWords();
