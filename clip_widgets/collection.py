@@ -109,10 +109,10 @@ def run_checkpointed(
     bar: Any,
     every: int,
     count: Callable[[Any], int] = len,
-) -> None:
+) -> bool:
     """``process`` each batch, ``save`` every ``every`` batches and at the end. Ctrl-C stops
     between items; a batch cut off half-way is not saved (the last checkpoint stands, and the
-    batch is redone on resume), so a store never holds part of a batch."""
+    batch is redone on resume), so a store never holds part of a batch. False if interrupted."""
     since_save, consistent = 0, True
     try:
         for batch in batches:
@@ -126,10 +126,12 @@ def run_checkpointed(
                 since_save = 0
     except KeyboardInterrupt:
         bar.write(f"interrupted after {bar.n} images; run the same call again to resume")
+        return False
     finally:
         bar.close()
         if consistent:
             save()
+    return True
 
 
 def _read_pixels(session: Any, batch: list[tuple[int, Any]]) -> tuple[torch.Tensor | None, list[int], list, list]:
@@ -239,12 +241,12 @@ def run_collection(
     bar: Any,
     every: int,
     workers: int,
-) -> None:
+) -> bool:
     """The items of ``sources`` after the first ``done``, in batches: ``compute(session, pixels,
     indices)`` runs the model (on the caller's thread; skipped when no item of the batch could be
     read) and ``write(results, indices, lines, batch_length)`` applies them to the store, on the writer
     thread when ``workers > 0`` (see the module notes). ``save`` checkpoints as in
-    :func:`run_checkpointed`."""
+    :func:`run_checkpointed` (False if interrupted)."""
     if workers < 0:
         raise ValueError(f"workers must be 0 (sequential) or more, got {workers}")
     batches = pending_batches(sources, done, batch_size)
@@ -254,8 +256,7 @@ def run_collection(
             pixels, indices, lines = read_batch(session, batch)
             write(None if pixels is None else compute(session, pixels, indices), indices, lines, len(batch))
 
-        run_checkpointed(batches, process, save, bar, every)
-        return
+        return run_checkpointed(batches, process, save, bar, every)
 
     writer = Writer()
     items = prefetched(session, batches, workers)
@@ -270,7 +271,7 @@ def run_collection(
         save()
 
     try:
-        run_checkpointed(items, process_read, drained_save, bar, every, count=lambda item: len(item[0]))
+        return run_checkpointed(items, process_read, drained_save, bar, every, count=lambda item: len(item[0]))
     finally:
         items.close()
         writer.close()
@@ -293,19 +294,19 @@ def collect_with(
     every: int,
     workers: int | None,
     shard_dir: Path,
-) -> None:
+) -> bool:
     """Run a collection on ``engine``: ``"local"`` (this process, :func:`run_collection`), or
     ``"ray"`` / a :class:`clip_widgets.ray_engine.RayEngine` (Ray Data, shards kept in
-    ``shard_dir`` until they are merged in order). The store is the same either way."""
+    ``shard_dir`` until they are merged in order). The store is the same either way. False if
+    Ctrl-C stopped it (the store holds the last checkpoint; the same call resumes)."""
     if isinstance(engine, str) and engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(map(repr, ENGINES))} or a RayEngine")
     if engine == "local":
         workers = default_workers(session) if workers is None else workers
-        run_collection(session, sources, done, batch_size, compute, write, save, bar, every, workers)
-        return
+        return run_collection(session, sources, done, batch_size, compute, write, save, bar, every, workers)
     from .ray_engine import as_ray_engine  # Ray is optional: imported only when asked for
 
-    as_ray_engine(engine).run(session, sources, done, batch_size, compute, write, save, bar, shard_dir=shard_dir)
+    return as_ray_engine(engine).run(session, sources, done, batch_size, compute, write, save, bar, shard_dir=shard_dir)
 
 
 def default_workers(session: Any) -> int:

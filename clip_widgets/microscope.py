@@ -85,6 +85,7 @@ def build_microscope(
     images = list(images)
     concepts = list(concepts or DEFAULT_CONCEPTS)
     store = collect_examples(session, images, layers, root / "examples", k=k, progress=progress, engine=engine)
+    _stop_if_cut_short(store, images)
     similarities = _cached(root / "labels" / f"concepts_{_digest(concepts)}.npy",
                            lambda: concept_similarities(session, images, concepts, progress=progress))  # fmt: skip
     data: dict[str, Any] = {"model": str(getattr(session, "name", "model")), "k": k, "facets": facets,
@@ -126,6 +127,13 @@ def build_microscope(
     return index
 
 
+def _stop_if_cut_short(store: Any, images: list) -> None:
+    """A collection stopped by Ctrl-C keeps its checkpoint and returns; the site must not be
+    built on part of the images, so the build stops too (the same call resumes it)."""
+    if store.processed < len(images):
+        raise KeyboardInterrupt(f"stopped after {store.processed} of {len(images)} images; run again to resume")
+
+
 def _facet_name(unit: int, facet: int) -> str:
     return f"{unit}.png" if facet == 0 else f"{unit}_f{facet}.png"
 
@@ -135,23 +143,29 @@ def _render_facets(session: Any, layer: str, units: list[int], folder: Path, fac
     """Each unit's ``facets`` visualizations, many units per optimized batch; the diversity term
     pushes the images of a batch apart, so one unit's facets differ."""
     todo = [u for u in units if not all((folder / _facet_name(u, j)).is_file() for j in range(facets))]
-    if not todo:
-        return
-    repeated = [u for u in todo for _ in range(facets)]
+    per_batch = max(1, 32 // facets)  # whole units per batch, so a batch's files are all or none
 
     def objective(name: str, part: Sequence[int]):
         made = obj.channel(name, part)
         return made + 0.05 * obj.diversity(name) if facets > 1 else made
 
-    result = render_units(session, layer, repeated, objective=objective, steps=steps, progress=progress)
-    for i, pixels in enumerate(result.images):  # an interrupted run keeps the images it finished
-        Image.fromarray(pixels).save(folder / _facet_name(repeated[i], i % facets))
+    with tqdm(total=len(todo), desc=f"facets of {layer}", unit="unit", disable=not progress) as bar:
+        for start in range(0, len(todo), per_batch):
+            repeated = [u for u in todo[start : start + per_batch] for _ in range(facets)]
+            result = render_units(session, layer, repeated, chunk=len(repeated), objective=objective, steps=steps,
+                                  progress=False)  # fmt: skip
+            if result.interrupted:  # half-optimized pictures are not kept: a rerun makes them whole
+                raise KeyboardInterrupt(f"stopped while rendering {layer}; run again to resume")
+            for i, pixels in enumerate(result.images):
+                Image.fromarray(pixels).save(folder / _facet_name(repeated[i], i % facets))
+            bar.update(len(repeated) // facets)
 
 
 def _layer_atlas(session: Any, images: list, layer: str, root: Path, size: int, engine: Any, progress: bool) -> dict:
     """An activation atlas of ``layer`` at one grid size, as one picture and its cell counts."""
     store = collect_activations(session, images, layer, root / "atlas" / safe_name(layer), per_image=4,
                                 engine=engine, progress=progress)  # fmt: skip
+    _stop_if_cut_short(store, images)
     made = build_atlas(session, store, sizes=(size,), progress=progress)
     Image.fromarray(render_atlas(made.icons[size])).save(root / "atlas" / f"{safe_name(layer)}.png")
     grid = made.grid(size)

@@ -68,8 +68,10 @@ def _pooled_elsewhere(
 
     bar = tqdm(desc=f"pooling {layer}", unit="img", disable=not progress)
     with tempfile.TemporaryDirectory(prefix="clip-widgets-pool-") as shards:
-        collect_with(engine, session, images, 0, batch_size, partial(pooled_rows, layer=layer), write, lambda: None,
-                     bar, every=1, workers=None, shard_dir=Path(shards))  # fmt: skip
+        finished = collect_with(engine, session, images, 0, batch_size, partial(pooled_rows, layer=layer), write,
+                                lambda: None, bar, every=1, workers=None, shard_dir=Path(shards))  # fmt: skip
+    if not finished:  # nothing to resume from: stop as the in-process loop does
+        raise KeyboardInterrupt
     if unreadable:  # the probe needs one row per image, so nothing is skipped silently
         raise ClipWidgetsError(f"could not read {len(unreadable)} images: {'; '.join(unreadable[:5])}")
     return np.stack([rows[i] for i in range(len(rows))]) if rows else np.zeros((0, session.layers[layer].units))

@@ -99,10 +99,10 @@ class RayEngine:
         bar: Any,
         *,
         shard_dir: Path,
-    ) -> int:
+    ) -> bool:
         """Compute every item after the first ``done`` and hand each shard to ``write`` in
-        ``batch_size`` slices, in stream order, with ``save()`` after each; the number of items
-        computed in this run (items of shard files a killed run left are read, not computed)."""
+        ``batch_size`` slices, in stream order, with ``save()`` after each (items of shard files
+        a killed run left are read, not computed). False if Ctrl-C stopped it."""
         ray = _ray()
         actors, gpus = self._resources(ray)
         ray.data.DataContext.get_current().enable_progress_bars = False  # the collection shows its own
@@ -114,7 +114,6 @@ class RayEngine:
         bar.update(sum(stop - start for start, stop in finished))
 
         merged = _Merger(bounds, shard_dir, batch_size, write, save, bar)
-        computed = 0
         try:
             merged.merge_ready()
             if pending:
@@ -132,7 +131,6 @@ class RayEngine:
                 )
                 for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
                     merged.add(batch)
-                    computed += len(batch["index"])
                     bar.update(len(batch["index"]))
         except KeyboardInterrupt:
             merged.interrupted = True
@@ -141,7 +139,7 @@ class RayEngine:
             bar.close()
         if merged.remaining and not merged.interrupted:
             raise ClipWidgetsError(f"the Ray run ended with {merged.remaining} shards unmerged; run it again to resume")
-        return computed
+        return not merged.interrupted
 
 
 def as_ray_engine(engine: Any) -> RayEngine:

@@ -140,3 +140,36 @@ def test_command_line(tmp_path):
 
 def _unit_at(root, unit):
     return _unit(root, unit)
+
+
+def test_an_interrupted_build_stops_and_resumes_to_the_same_site(built, tmp_path, monkeypatch):
+    import dataclasses
+
+    import clip_widgets.microscope as microscope
+
+    session, images, root, _ = built
+    site = tmp_path / "site"
+    kw = dict(max_units=6, k=K, steps=2, facets=2, atlas=True, atlas_size=4, progress=False)
+
+    def cut(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:  # Ctrl-C during collection: it checkpoints, the build stops
+        patch.setattr(session.layers, "forward", cut)
+        with pytest.raises(KeyboardInterrupt):
+            build_microscope(session, images, LAYER, site, **kw)
+    assert not (site / "data.js").exists() and not (site / "units").exists()
+
+    render = microscope.render_units
+    with monkeypatch.context() as patch:  # Ctrl-C while rendering: half-optimized facets are not kept
+        patch.setattr(
+            microscope, "render_units", lambda *a, **k: dataclasses.replace(render(*a, **k), interrupted=True)
+        )
+        with pytest.raises(KeyboardInterrupt):
+            build_microscope(session, images, LAYER, site, **kw)
+    assert not list((site / "units" / LAYER).glob("*.png"))
+
+    build_microscope(session, images, LAYER, site, **kw)
+    assert _data(site) == _data(root)
+    for unit in range(6):
+        assert _unit(site, unit) == _unit(root, unit)
