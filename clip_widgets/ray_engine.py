@@ -25,6 +25,7 @@ Ray connects with ``ray.init(address=engine.address)`` unless it is running alre
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from collections.abc import Callable
@@ -122,7 +123,12 @@ class RayEngine:
                                           batch_size=batch_size, batch_format="numpy")  # fmt: skip
                 results = pixels.map_batches(
                     _Replica,
-                    fn_constructor_kwargs={"session": session, "compute": compute, "threads": self.cpus_per_actor},
+                    fn_constructor_kwargs={
+                        "session": _shippable(session),
+                        "compute": compute,
+                        "threads": self.cpus_per_actor,
+                        "dtype": session.dtype,
+                    },
                     batch_size=batch_size,
                     batch_format="numpy",
                     compute=ray.data.ActorPoolStrategy(size=actors),
@@ -251,16 +257,29 @@ def _read_rows(batch: dict, session: _Preprocessing) -> dict:
             "source": np.array(names, object), "in_memory": np.array(in_memory)}  # fmt: skip
 
 
-class _Replica:
-    """One actor's copy of the session, on the actor's GPU when it was given one."""
+def _shippable(session: Any) -> Any:
+    """The session as the actors receive it: on the CPU, so an actor without a GPU can load it
+    (each actor moves its copy to its own GPU)."""
+    if session.device.type == "cpu":
+        return session
+    from .session import ModelSession
 
-    def __init__(self, session: Any, compute: Compute, threads: float):
+    model = copy.deepcopy(session.model).to("cpu", torch.float32)
+    return ModelSession(model, tokenizer=session.tokenizer, preprocess_cfg=session.preprocess_cfg, name=session.name,
+                        device="cpu")  # fmt: skip
+
+
+class _Replica:
+    """One actor's copy of the session, on the actor's GPU when it was given one, in the
+    caller's dtype."""
+
+    def __init__(self, session: Any, compute: Compute, threads: float, dtype: torch.dtype):
         from .session import ModelSession
 
         torch.set_num_threads(max(1, int(threads)))
-        if torch.cuda.is_available() and session.device.type != "cuda":
+        if torch.cuda.is_available():
             session = ModelSession(session.model, tokenizer=session.tokenizer, preprocess_cfg=session.preprocess_cfg,
-                                   name=session.name, device="cuda")  # fmt: skip
+                                   name=session.name, device="cuda", dtype=dtype)  # fmt: skip
         self.session, self.compute = session, compute
         # the shapes of what compute returns, so batches in which nothing could be read fill alike
         probe = self._run(np.zeros((1, 3, *session.image_size), np.float32), [0])
