@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .collection import collect_with, trim_log, write_log
+from .collection import Job, collect_with, trim_log, write_log
 from .errors import ClipWidgetsError
 from .examples import SHARDS_DIR, positions_of
 
@@ -175,8 +175,8 @@ def collect_activations(
     compute = partial(sampled_activations, layer=layer, per_image=per_image, seed=seed)
     bar = tqdm(total=total, initial=processed, desc=f"activations of {layer}", unit="img", disable=not progress)
     try:
-        collect_with(engine, session, sources, processed, batch_size, compute, write, save, bar,
-                     every=checkpoint_every, workers=workers, shard_dir=root / SHARDS_DIR)  # fmt: skip
+        job = Job(session, sources, processed, batch_size, compute, write, save, bar)
+        collect_with(engine, job, every=checkpoint_every, workers=workers, shard_dir=root / SHARDS_DIR)
     finally:
         for f in files.values():
             f.close()

@@ -22,6 +22,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,13 @@ from another process) with one row per image that was read, in the order of its 
 Compute = Callable[[Any, torch.Tensor, list[int]], Results]
 """``compute(session, pixels, indices)``: a batch's :data:`Results`. A plain function of its
 arguments (no closure over a session), so another process can run it on its own model copy."""
+Write = Callable[[Results | None, list[int], list[dict], int], None]
+"""``write(results, indices, lines, batch_length)``: apply a batch to the store (None: nothing read)."""
 
 __all__ = [
     "ENGINES",
+    "Job",
+    "Write",
     "collect_with",
     "Compute",
     "Results",
@@ -230,26 +235,31 @@ class Writer:
         self._thread.join()
 
 
-def run_collection(
-    session: Any,
-    sources: Any,
-    done: int,
-    batch_size: int,
-    compute: Compute,
-    write: Callable[[Results | None, list[int], list[dict], int], None],
-    save: Callable[[], None],
-    bar: Any,
-    every: int,
-    workers: int,
-) -> bool:
-    """The items of ``sources`` after the first ``done``, in batches: ``compute(session, pixels,
-    indices)`` runs the model (on the caller's thread; skipped when no item of the batch could be
-    read) and ``write(results, indices, lines, batch_length)`` applies them to the store, on the writer
-    thread when ``workers > 0`` (see the module notes). ``save`` checkpoints as in
+@dataclass
+class Job:
+    """One collection, as every engine runs it: the items of ``sources`` after the first
+    ``done``, in batches of ``batch_size``; ``compute`` runs the model on a batch (skipped when
+    no item of it could be read), ``write(results, indices, lines, batch_length)`` applies the
+    results to the store, in stream order, ``save()`` checkpoints and ``bar`` shows progress."""
+
+    session: Any
+    sources: Any
+    done: int
+    batch_size: int
+    compute: Compute
+    write: Write
+    save: Callable[[], None]
+    bar: Any
+
+
+def run_collection(job: Job, every: int, workers: int) -> bool:
+    """Run ``job`` in this process: ``compute`` on the caller's thread, ``write`` on the writer
+    thread when ``workers > 0`` (see the module notes); checkpoints as in
     :func:`run_checkpointed` (False if interrupted)."""
     if workers < 0:
         raise ValueError(f"workers must be 0 (sequential) or more, got {workers}")
-    batches = pending_batches(sources, done, batch_size)
+    session, compute, write, save, bar = job.session, job.compute, job.write, job.save, job.bar
+    batches = pending_batches(job.sources, job.done, job.batch_size)
     if workers == 0:
 
         def process(batch: list) -> None:
@@ -280,33 +290,19 @@ def run_collection(
 ENGINES = ("local", "ray")
 
 
-def collect_with(
-    engine: Any,
-    session: Any,
-    sources: Any,
-    done: int,
-    batch_size: int,
-    compute: Compute,
-    write: Callable[[Results | None, list[int], list[dict], int], None],
-    save: Callable[[], None],
-    bar: Any,
-    *,
-    every: int,
-    workers: int | None,
-    shard_dir: Path,
-) -> bool:
-    """Run a collection on ``engine``: ``"local"`` (this process, :func:`run_collection`), or
+def collect_with(engine: Any, job: Job, *, every: int, workers: int | None, shard_dir: Path) -> bool:
+    """Run ``job`` on ``engine``: ``"local"`` (this process, :func:`run_collection`), or
     ``"ray"`` / a :class:`clip_widgets.ray_engine.RayEngine` (Ray Data, shards kept in
     ``shard_dir`` until they are merged in order). The store is the same either way. False if
     Ctrl-C stopped it (the store holds the last checkpoint; the same call resumes)."""
     if isinstance(engine, str) and engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(map(repr, ENGINES))} or a RayEngine")
     if engine == "local":
-        workers = default_workers(session) if workers is None else workers
-        return run_collection(session, sources, done, batch_size, compute, write, save, bar, every, workers)
+        workers = default_workers(job.session) if workers is None else workers
+        return run_collection(job, every, workers)
     from .ray_engine import as_ray_engine  # Ray is optional: imported only when asked for
 
-    return as_ray_engine(engine).run(session, sources, done, batch_size, compute, write, save, bar, shard_dir=shard_dir)
+    return as_ray_engine(engine).run(job, shard_dir=shard_dir)
 
 
 def default_workers(session: Any) -> int:

@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .collection import collect_with, trim_log, write_log
+from .collection import Job, collect_with, trim_log, write_log
 from .errors import ClipWidgetsError
 from .images import load_image
 
@@ -289,8 +289,8 @@ def collect_examples(
     compute = partial(unit_extremes, layers=tuple(layers))
     bar = tqdm(total=total, initial=processed, desc="dataset examples", unit="img", disable=not progress)
     with (root / SOURCES_FILE).open("a") as log:
-        collect_with(engine, session, sources, processed, batch_size, compute, write, save, bar,
-                     every=checkpoint_every, workers=workers, shard_dir=root / SHARDS_DIR)  # fmt: skip
+        job = Job(session, sources, processed, batch_size, compute, write, save, bar)
+        collect_with(engine, job, every=checkpoint_every, workers=workers, shard_dir=root / SHARDS_DIR)
     result._load_state()
     return result
 

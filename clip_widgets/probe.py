@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .collection import collect_with
+from .collection import Job, collect_with
 from .errors import ClipWidgetsError
 from .examples import positions_of
 from .texts import text_list
@@ -68,8 +68,8 @@ def _pooled_elsewhere(
 
     bar = tqdm(desc=f"pooling {layer}", unit="img", disable=not progress)
     with tempfile.TemporaryDirectory(prefix="clip-widgets-pool-") as shards:
-        finished = collect_with(engine, session, images, 0, batch_size, partial(pooled_rows, layer=layer), write,
-                                lambda: None, bar, every=1, workers=None, shard_dir=Path(shards))  # fmt: skip
+        job = Job(session, images, 0, batch_size, partial(pooled_rows, layer=layer), write, lambda: None, bar)
+        finished = collect_with(engine, job, every=1, workers=None, shard_dir=Path(shards))
     if not finished:  # nothing to resume from: stop as the in-process loop does
         raise KeyboardInterrupt
     if unreadable:  # the probe needs one row per image, so nothing is skipped silently

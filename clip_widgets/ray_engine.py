@@ -28,7 +28,6 @@ from __future__ import annotations
 import copy
 import os
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .collection import Compute, Results, source_line
+from .collection import Compute, Job, source_line
 from .errors import ClipWidgetsError
 from .images import ImageLoadError, _expand, load_image, transform_image
 
@@ -88,33 +87,22 @@ class RayEngine:
             return max(1, int(cluster["GPU"] // gpus)), gpus
         return max(1, int(cluster.get("CPU", 1) // 2)), gpus
 
-    def run(
-        self,
-        session: Any,
-        sources: Any,
-        done: int,
-        batch_size: int,
-        compute: Compute,
-        write: Callable[[Results | None, list[int], list[dict], int], None],
-        save: Callable[[], None],
-        bar: Any,
-        *,
-        shard_dir: Path,
-    ) -> bool:
-        """Compute every item after the first ``done`` and hand each shard to ``write`` in
-        ``batch_size`` slices, in stream order, with ``save()`` after each (items of shard files
-        a killed run left are read, not computed). False if Ctrl-C stopped it."""
+    def run(self, job: Job, *, shard_dir: Path) -> bool:
+        """Compute every item of ``job`` after the first ``done`` and hand each shard to
+        ``write`` in ``batch_size`` slices, in stream order, with ``save()`` after each (items of
+        shard files a killed run left are read, not computed). False if Ctrl-C stopped it."""
+        session, batch_size, bar = job.session, job.batch_size, job.bar
         ray = _ray()
         actors, gpus = self._resources(ray)
         ray.data.DataContext.get_current().enable_progress_bars = False  # the collection shows its own
-        rows, total = _source_rows(ray, sources)
-        bounds = _shard_bounds(done, total, self.shard_size)
+        rows, total = _source_rows(ray, job.sources)
+        bounds = _shard_bounds(job.done, total, self.shard_size)
         shard_dir.mkdir(parents=True, exist_ok=True)
         finished = _finished_shards(shard_dir, bounds)
         pending = [b for b in bounds if b not in finished]
         bar.update(sum(stop - start for start, stop in finished))
 
-        merged = _Merger(bounds, shard_dir, batch_size, write, save, bar)
+        merged = _Merger(bounds, shard_dir, batch_size, job.write, job.save, bar)
         try:
             merged.merge_ready()
             if pending:
@@ -125,7 +113,7 @@ class RayEngine:
                     _Replica,
                     fn_constructor_kwargs={
                         "session": _shippable(session),
-                        "compute": compute,
+                        "compute": job.compute,
                         "threads": self.cpus_per_actor,
                         "dtype": session.dtype,
                     },
