@@ -42,19 +42,19 @@ Write = Callable[[Results | None, list[int], list[dict], int], None]
 
 __all__ = [
     "ENGINES",
+    "Compute",
     "Job",
+    "Results",
     "Write",
     "collect_with",
-    "Compute",
-    "Results",
     "default_workers",
-    "source_line",
     "describe",
     "pending_batches",
     "prefetched",
     "read_batch",
     "run_checkpointed",
     "run_collection",
+    "source_line",
     "trim_log",
     "write_log",
     "Writer",
@@ -88,7 +88,8 @@ def read_batch(session: Any, batch: list[tuple[int, Any]]) -> tuple[torch.Tensor
         try:  # reading and preprocessing concern this item alone: a failure skips only it
             images.append(session.preprocess(load_image(source)))
         except Exception as e:  # noqa: BLE001 - named in the warning and in the store
-            lines.append({"source": describe(source, index), "error": skip_warning(describe(source, index), e)})
+            name = describe(source, index)
+            lines.append({"source": name, "error": skip_warning(name, e)})
             continue
         indices.append(index)
         lines.append(source_line(source, index))

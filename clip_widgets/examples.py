@@ -39,8 +39,9 @@ STATE_FILE = "state.npz"
 SOURCES_FILE = "sources.jsonl"
 META_FILE = "meta.json"
 SHARDS_DIR = "shards"
-EXTREMES = ("max", "argmax", "min", "argmin")
 """Where the Ray engine keeps finished shards until they are merged in order."""
+EXTREMES = ("max", "argmax", "min", "argmin")
+"""What :func:`unit_extremes` gives per layer."""
 
 
 @dataclass(frozen=True)

@@ -354,9 +354,15 @@ def _expand(sources: Any) -> Iterator[Any]:
             yield source
 
 
-def skip_warning(name: str, error: Exception) -> str:
-    """Warn that the batch item ``name`` is skipped because of ``error``; the reason, for a report."""
-    reason = error.reason if isinstance(error, ImageLoadError) else f"{type(error).__name__}: {error}"
+def skip_reason(error: Exception) -> str:
+    """Why an item could not be used, in the words the warnings and the stores use."""
+    return error.reason if isinstance(error, ImageLoadError) else f"{type(error).__name__}: {error}"
+
+
+def skip_warning(name: str, error: Exception | str) -> str:
+    """Warn that the batch item ``name`` is skipped because of ``error`` (an exception, or its
+    :func:`skip_reason` from another process); the reason, for a report."""
+    reason = error if isinstance(error, str) else skip_reason(error)
     warnings.warn(f"skipping {name}: {reason}", UserWarning, stacklevel=3)
     return reason
 

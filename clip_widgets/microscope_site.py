@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 MANIFEST = "microscope.json"
 
@@ -108,8 +109,6 @@ def write_index(root: Path, data: dict) -> None:
 def example_entries(folder: Path, prefix: str, views: Any) -> list[dict]:
     """The page's records of one unit's top or bottom examples (``views``:
     :class:`~clip_widgets.examples.ExampleViews`), their crops written under ``folder``."""
-    from PIL import Image
-
     out = []
     for i, example in enumerate(views.examples):
         name = f"{prefix}{i}.png"

@@ -48,11 +48,11 @@ def pooled_activations(session: Any, images: Sequence[Any], layer: str, *, batch
 
 
 def pooled_rows(session: Any, pixels: torch.Tensor, indices: list[int], *, layer: str) -> dict:
-    """A collection's compute (:data:`clip_widgets.collection.Compute`) for :func:`pool_positions`."""
+    """``{"pooled": (N, units)}``: the layer averaged over each image's positions (see
+    :func:`pool_positions`); a collection's compute (:data:`clip_widgets.collection.Compute`)."""
     with torch.no_grad():
         captured, _ = session.layers.forward(pixels, layer)
-    values, _ = positions_of(captured[layer].float())
-    return {"pooled": values.mean(1)}
+    return {"pooled": torch.from_numpy(pool_positions(captured[layer]))}
 
 
 def _pooled_elsewhere(

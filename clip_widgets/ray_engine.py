@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ import torch
 
 from .collection import Compute, Job, source_line
 from .errors import ClipWidgetsError
-from .images import ImageLoadError, _expand, load_image, transform_image
+from .images import _expand, load_image, skip_reason, skip_warning, transform_image
 
 __all__ = ["RayEngine", "as_ray_engine"]
 
@@ -107,7 +106,7 @@ class RayEngine:
             merged.merge_ready()
             if pending:
                 rows = rows.map_batches(_in_shards, fn_kwargs={"bounds": pending}, batch_format="numpy")
-                pixels = rows.map_batches(_read_rows, fn_kwargs={"session": _Preprocessing(session)},
+                pixels = rows.map_batches(_read_rows, fn_kwargs={"preprocessing": _Preprocessing(session)},
                                           batch_size=batch_size, batch_format="numpy")  # fmt: skip
                 results = pixels.map_batches(
                     _Replica,
@@ -224,21 +223,21 @@ class _Preprocessing:
         self.size = session.image_size
 
 
-def _read_rows(batch: dict, session: _Preprocessing) -> dict:
+def _read_rows(batch: dict, preprocessing: _Preprocessing) -> dict:
     """Decode and preprocess a batch of rows; an item that fails is marked with its error, and its
     pixels left zero, so the other items go on."""
     count = len(batch["index"])
-    pixels = np.zeros((count, 3, *session.size), np.float32)
+    pixels = np.zeros((count, 3, *preprocessing.size), np.float32)
     errors, names, in_memory = [], [], []
     for i in range(count):
         index = int(batch["index"][i])
         source = batch["source"][i] if "source" in batch else batch["image"][i]
         line = source_line(str(batch["path"][i]) if "path" in batch else source, index)
         try:
-            pixels[i] = transform_image(session.transform, load_image(source)).numpy()
+            pixels[i] = transform_image(preprocessing.transform, load_image(source)).numpy()
             errors.append("")
         except Exception as e:  # noqa: BLE001 - the item is named and skipped, as in-process
-            errors.append(e.reason if isinstance(e, ImageLoadError) else f"{type(e).__name__}: {e}")
+            errors.append(skip_reason(e))
         names.append(line["source"])
         in_memory.append(bool(line.get("in_memory")))
     return {"index": batch["index"].astype(np.int64), "pixels": pixels, "error": np.array(errors, object),
@@ -346,8 +345,7 @@ class _Merger:
             lines = []
             for name, error, in_memory in zip(part["source"], part["error"], part["in_memory"], strict=True):
                 if error:
-                    warnings.warn(f"skipping {name}: {error}", UserWarning, stacklevel=2)
-                    lines.append({"source": str(name), "error": str(error)})
+                    lines.append({"source": str(name), "error": skip_warning(str(name), str(error))})
                 else:
                     lines.append({"source": str(name), "in_memory": True} if in_memory else {"source": str(name)})
             results = {key[len(_RESULT) :]: torch.from_numpy(np.ascontiguousarray(value[ok]))

@@ -112,7 +112,7 @@ function wordsList(words) {
   );
 }
 
-function unitView(data, layer, u, detail) {
+function unitView(layer, u, detail) {
   const lut = colormapLUT("inferno");
   const facets = (u.facets || [u.icon]).slice(1);
   const heat = h("input", { type: "checkbox", checked: true, class: "ms-heat-toggle" });
@@ -187,10 +187,10 @@ function start(root, data) {
     else if (!u) main.replaceChildren(indexView(data, query));
     else {
       const dir = data.layers.find((l) => l.name === where.layer).dir;
-      main.replaceChildren(unitView(data, where.layer, u, null));
+      main.replaceChildren(unitView(where.layer, u, null));
       const hash = location.hash;
       loadUnit(dir, u.unit, (detail) => {
-        if (location.hash === hash) main.replaceChildren(unitView(data, where.layer, u, detail));
+        if (location.hash === hash) main.replaceChildren(unitView(where.layer, u, detail));
       });
     }
     document.title = u ? `${where.layer} / ${u.unit}: ${u.label}` : `Microscope: ${data.model}`;
