@@ -18,7 +18,9 @@ scenes. A unit passes when the visualization is nearer (cosine) to the centroid 
 than to every random centroid (and, less strictly, the share of random centroids it beats).
 ``--facets N`` embeds N facets per unit (a diversity term apart) and averages them, as a
 Microscope page shows several; ``--composite`` fades each picture where it did not matter to
-the unit (MACO's transparency). Prints the share of units that pass, per maker and reader.
+the unit (MACO's transparency); ``--maco`` draws the units with MACO as published (a grey mean
+and a fixed spectral slope) instead of the default phase image, whose mean colour and slope are
+free (both draw the same random crops). Prints the share of units that pass, per maker and reader.
 --save DIR writes the image grids, --json the figures.
 """
 
@@ -36,7 +38,7 @@ from PIL import Image
 
 from clip_widgets import ModelSession
 from clip_widgets.featvis import objectives as obj
-from clip_widgets.featvis.param import FourierImage
+from clip_widgets.featvis.param import FourierImage, PhaseImage
 from clip_widgets.featvis.render import render, render_units
 from clip_widgets.featvis.transform import standard_transforms
 from clip_widgets.generate import class_image
@@ -89,7 +91,7 @@ def unit_responses(session: ModelSession, layer: str, scenes: list[Image.Image],
 
 
 def unit_legibility(makers: dict, readers: dict, units: int, steps: int | None, save: Path | None,
-                    facets: int = 1, composite: bool = False) -> dict:  # fmt: skip
+                    facets: int = 1, composite: bool = False, maco: bool = False) -> dict:  # fmt: skip
     scenes = [draw_scene(SCENE_SEED + k, style="varied").image for k in range(600)]
     rng = np.random.default_rng(0)
     random_sets = [rng.choice(len(scenes), 9, replace=False) for _ in range(20)]
@@ -98,6 +100,9 @@ def unit_legibility(makers: dict, readers: dict, units: int, steps: int | None, 
         layer = LATE_LAYER[session.layers.architecture]
         responses = unit_responses(session, layer, scenes, units)
         kw = {"steps": steps} if steps else {}
+        side = session.image_size[0]
+        engine = {"mean_colour": 0.0, "tilt": 0.0} if maco else {}
+        kw["param"] = lambda n: PhaseImage(n, side, side, seed=torch.Generator().manual_seed(0), **engine)  # noqa: B023
         if facets > 1:  # several facets per unit (a diversity term apart), their embeddings averaged
             repeated = [u for u in range(units) for _ in range(facets)]
             objective = lambda name, part: obj.channel(name, part) + 0.05 * obj.diversity(name)  # noqa: E731
@@ -135,11 +140,12 @@ def main() -> None:
         default=["world-vit", "world-rn"],
         help="embedded names, export directories or checkpoints loadable by ModelSession.load",
     )
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=METHODS)
     parser.add_argument("--steps", type=int, default=None, help="optimization steps (default: each method's own)")
     parser.add_argument("--units", type=int, default=0, help="score the first N units of a late layer (0: skip)")
     parser.add_argument("--facets", type=int, default=1, help="visualizations per unit, embeddings averaged")
     parser.add_argument("--composite", action="store_true", help="fade each picture where it did not matter (MACO)")
+    parser.add_argument("--maco", action="store_true", help="units: MACO as published (grey mean, fixed slope)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (pin them for steady figures)")
     parser.add_argument("--save", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
@@ -166,7 +172,8 @@ def main() -> None:
             results[f"{method}, made by {maker}"] = row
             print(f"{Path(maker).name:<14}" + "".join(f"{row[r]:>14.2f}" for r in sessions))
     if args.units:
-        results |= unit_legibility(sessions, sessions, args.units, args.steps, args.save, args.facets, args.composite)
+        results |= unit_legibility(sessions, sessions, args.units, args.steps, args.save, args.facets, args.composite,
+                                  args.maco)  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

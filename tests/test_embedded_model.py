@@ -172,6 +172,7 @@ def test_feature_visualization_raises_units_above_noise_and_real_scenes(session)
     from clip_widgets.featvis import evaluate, render
     from clip_widgets.featvis import objectives as obj
     from clip_widgets.featvis.param import PhaseImage
+    from clip_widgets.generate import class_image
 
     units = [0, 1, 2, 3]
     layer = MODELS[session.name][2]
@@ -192,7 +193,7 @@ def test_feature_visualization_raises_units_above_noise_and_real_scenes(session)
     assert sum(raised.values()) >= 3, raised
     # an image optimized for a class prompt is classified as that colour by the same model
     for colour in ("red", "blue"):
-        made = render(session, obj.text_objective(session, class_prompt(f"{colour} star")), steps=96, progress=False)
+        made = class_image(session, class_prompt(f"{colour} star"), steps=96, progress=False)
         text = session.encode_text([class_prompt(c) for c in CLASSES])
         predicted = CLASSES[int((image_features(session, [Image.fromarray(made.images[0])]) @ text.T).argmax())]
         assert predicted.startswith(colour), predicted

@@ -24,6 +24,7 @@ from clip_widgets.featvis.param import (
     fft_frequencies,
     image,
 )
+from clip_widgets.featvis.render import to_uint8
 from clip_widgets.featvis.transform import (
     compose,
     jitter,
@@ -103,9 +104,11 @@ def test_fixed_image_starts_from_the_given_pixels(decorrelate):
 
 
 def test_phase_image_keeps_the_magnitude_spectrum_whatever_the_phase():
-    param = PhaseImage(2, 16, 20, decorrelate=False, seed=0)
-    with torch.no_grad():
-        param.phase.copy_(torch.randn(param.phase.shape) * 5)  # any phase an optimizer may reach
+    param = PhaseImage(2, 16, 20, mean_colour=0, tilt=0, decorrelate=False, seed=0)
+    with torch.no_grad():  # any phase an optimizer may reach; the disabled freedoms do nothing
+        param.phase.copy_(torch.randn(param.phase.shape) * 5)
+        param.colour.fill_(3.0)
+        param.slope.fill_(3.0)
     raw = param.raw()
     assert torch.allclose(raw.mean(dim=(1, 2, 3)), torch.zeros(2), atol=1e-5)
     assert torch.allclose(raw.std(dim=(1, 2, 3)), torch.ones(2), atol=1e-4)
@@ -115,6 +118,30 @@ def test_phase_image_keeps_the_magnitude_spectrum_whatever_the_phase():
     ratio = amplitude / param.magnitude[..., 1:-1]
     for k in range(2):
         torch.testing.assert_close(ratio[k], ratio[k].mean().expand_as(ratio[k]), rtol=1e-3, atol=1e-4)
+
+
+def test_phase_image_frees_only_a_bounded_mean_colour_and_slope():
+    param = PhaseImage(2, 16, 20, mean_colour=1.0, tilt=0.5, seed=0)
+    with torch.no_grad():
+        param.phase.copy_(torch.randn(param.phase.shape) * 5)
+        param.colour.copy_(torch.tensor([[-50.0, 0.3, 50.0], [0.0, 0.0, 0.0]]).view(2, 3, 1, 1))
+        param.slope.copy_(torch.tensor([50.0, -0.2]).view(2, 1, 1, 1))
+    raw = param.raw()
+    # no channel has a DC bin, so each channel's mean is the bounded colour, whatever the parameter
+    means = raw.mean(dim=(2, 3))
+    expected = torch.tensor([[-1.0, math.tanh(0.3), 1.0], [0.0, 0.0, 0.0]])
+    torch.testing.assert_close(means, expected, atol=1e-5, rtol=0)
+    # the spectrum keeps its shape up to one slope per image: amplitude / (natural * f**tilt) is flat
+    amplitude = torch.fft.rfft2(raw - raw.mean(dim=(2, 3), keepdim=True), norm="ortho").abs()[..., 1:-1]
+    shaped = param.spectrum_magnitude()[..., 1:-1]
+    for k in range(2):
+        ratio = amplitude[k] / shaped[k]
+        torch.testing.assert_close(ratio, ratio.mean().expand_as(ratio), rtol=1e-3, atol=1e-4)
+    # image 0's slope is at its bound: its high frequencies are boosted by at most f**0.5 (cycles per image)
+    frequency = torch.exp(param.log_frequency)
+    torch.testing.assert_close(shaped[0, 0], (param.magnitude * frequency**0.5)[..., 1:-1], rtol=1e-4, atol=0)
+    with pytest.raises(ValueError, match="bounds"):
+        PhaseImage(1, 8, 8, tilt=-1)
 
 
 def test_natural_decay_is_the_slope_of_photographs_spectra():
@@ -360,6 +387,21 @@ def test_render_units_covers_a_layer_in_chunks(vit):
     # chunking changes nothing about which image shows which unit
     alone = render(vit, obj.channel("blocks.0", [4, 5]), batch=2, steps=6, progress=False)
     np.testing.assert_array_equal(result.images[4:], alone.images)
+
+
+def test_render_units_takes_each_chunks_parameterization_from_a_function(vit):
+    made = []
+
+    def published_maco(batch):
+        made.append(PhaseImage(batch, 32, 32, mean_colour=0, tilt=0, seed=1))
+        return made[-1]
+
+    result = render_units(vit, "blocks.0", units=range(5), chunk=3, param=published_maco, steps=4, progress=False)
+    assert [p.batch for p in made] == [3, 2]
+    with torch.no_grad():  # the images are the chunks' own parameterizations, in order
+        np.testing.assert_array_equal(result.images[3:], to_uint8(made[1]()))
+    with pytest.raises(TypeError, match="function of the batch size"):
+        render_units(vit, "blocks.0", units=range(2), param=PhaseImage(2, 32, 32), steps=1, progress=False)
 
 
 def test_grid_lays_images_out_in_rows():

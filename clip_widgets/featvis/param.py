@@ -103,27 +103,53 @@ NATURAL_DECAY = 1.8
 class PhaseImage(ImageParam):
     """MACO (Fel et al., 2023): the magnitude of each image's spectrum is fixed to that of
     natural images (1 / frequency ** ``decay``) and only the phase is optimized. The optimizer
-    cannot pump energy into high frequencies, so the image keeps a photograph's mix of coarse and
-    fine structure and shows where the features are, not a lattice of pixel patterns. Each image
-    is standardized and squashed; its channels are independent by default, which keeps the
-    saturated colours drawn scenes have (the natural-image colour correlation mutes them)."""
+    cannot pump energy into single frequencies, so the image keeps a photograph's mix of coarse
+    and fine structure and shows where the features are, not a lattice of pixel patterns. Each
+    image is standardized and squashed; its channels are independent by default, which keeps
+    the saturated colours drawn scenes have (the natural-image colour correlation mutes them).
+
+    Two handfuls of numbers per image are free beyond MACO's phase, because MACO cannot draw what
+    many units of a late layer code: the backdrop. ``mean_colour`` bounds (in logits) a learnable
+    mean colour per image (MACO's is always mid grey: no lawn, no night sky), and ``tilt`` bounds
+    a learnable change of the spectrum's slope (decay - tilt .. decay + tilt: smooth fields or
+    grain). The slope moves all frequencies together, so single bins still cannot be pumped.
+    ``mean_colour=0, tilt=0`` is MACO as published."""
 
     learning_rate = 0.1  # radians of phase per Adam step
 
     def __init__(self, batch: int, height: int, width: int, *, decay: float = NATURAL_DECAY,
-                 decorrelate: bool = False, seed: int | torch.Generator | None = None):  # fmt: skip
+                 mean_colour: float = 1.0, tilt: float = 1.0, decorrelate: bool = False,
+                 seed: int | torch.Generator | None = None):  # fmt: skip
         super().__init__(batch, height, width, decorrelate)
-        frequencies = fft_frequencies(height, width)
-        magnitude = 1.0 / frequencies.clamp(min=1.0 / max(height, width)) ** decay
-        magnitude[0, 0] = 0.0  # no DC: the mean is set by the standardization, not by the phase
+        if mean_colour < 0 or tilt < 0:
+            raise ValueError(f"mean_colour and tilt are bounds and must be >= 0, got {mean_colour}, {tilt}")
+        self.mean_colour, self.tilt = float(mean_colour), float(tilt)
+        frequencies = fft_frequencies(height, width).clamp(min=1.0 / max(height, width))
+        magnitude = 1.0 / frequencies**decay
+        magnitude[0, 0] = 0.0  # no DC: the mean is set by the standardization and the mean colour
         self.register_buffer("magnitude", magnitude, persistent=False)
+        # log of frequency in cycles per image: 0 at the lowest frequency, so a tilt keeps the
+        # coarsest structure's amplitude and turns the rest of the spectrum about it
+        self.register_buffer("log_frequency", torch.log(frequencies * max(height, width)), persistent=False)
         shape = (batch, 3, *frequencies.shape)
         self.phase = nn.Parameter((torch.rand(shape, generator=_generator(seed)) * 2 - 1) * math.pi)
+        self.colour = nn.Parameter(torch.zeros(batch, 3, 1, 1))  # tanh-bounded by mean_colour
+        self.slope = nn.Parameter(torch.zeros(batch, 1, 1, 1))  # tanh-bounded by tilt
+
+    def spectrum_magnitude(self) -> torch.Tensor:
+        """Each image's amplitude spectrum ``(N, 1, H, W // 2 + 1)`` (up to one scale)."""
+        tilt = self.tilt * torch.tanh(self.slope)
+        return self.magnitude * torch.exp(tilt * self.log_frequency)
 
     def raw(self) -> torch.Tensor:
-        spectrum = torch.polar(self.magnitude.expand_as(self.phase), self.phase)
+        spectrum = torch.polar(self.spectrum_magnitude().expand_as(self.phase).contiguous(), self.phase)
         image = torch.fft.irfft2(spectrum, s=(self.height, self.width), norm="ortho")
-        return (image - image.mean(dim=(1, 2, 3), keepdim=True)) / image.std(dim=(1, 2, 3), keepdim=True)
+        image = (image - image.mean(dim=(1, 2, 3), keepdim=True)) / image.std(dim=(1, 2, 3), keepdim=True)
+        return image + self.mean_colour * torch.tanh(self.colour)
+
+
+MACO_AS_PUBLISHED = {"mean_colour": 0.0, "tilt": 0.0}
+""":class:`PhaseImage` options for MACO as published: a grey mean and one fixed spectral slope."""
 
 
 class LowResImage(ImageParam):

@@ -255,12 +255,16 @@ def render_units(
     *,
     chunk: int = 32,
     objective: Callable[[str, Sequence[int]], Objective] | None = None,
+    param: Callable[[int], ImageParam] | None = None,
     progress: bool = True,
     **kw: Any,
 ) -> RenderResult:
     """Visualize many units of ``layer`` (default: all), ``chunk`` units per optimized batch;
     image ``i`` of the result shows ``units[i]``. ``objective(layer, units)`` builds the
-    per-chunk objective (default: :func:`channel`). On interrupt, returns the units finished so far."""
+    per-chunk objective (default: :func:`channel`), ``param(batch)`` its parameterization
+    (default: :func:`render`'s). On interrupt, returns the units finished so far."""
+    if isinstance(param, ImageParam):
+        raise TypeError("render_units' param makes each chunk's parameterization: pass a function of the batch size")
     info = session.layers[layer]
     units = list(range(info.units) if units is None else units)
     if not units:
@@ -270,7 +274,8 @@ def render_units(
     with tqdm(total=len(units), desc=f"units of {layer}", unit="unit", disable=not progress) as bar:
         for start in range(0, len(units), chunk):
             part = units[start : start + chunk]
-            result = render(session, make(layer, part), batch=len(part), progress=False, **kw)
+            chosen = None if param is None else param(len(part))
+            result = render(session, make(layer, part), param=chosen, batch=len(part), progress=False, **kw)
             images.append(result.images)  # an interrupted chunk still returns its images so far
             scores.append(result.scores)
             importance.append(result.importance)
