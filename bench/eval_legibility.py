@@ -19,8 +19,9 @@ than to every random centroid (and, less strictly, the share of random centroids
 ``--facets N`` embeds N facets per unit (a diversity term apart) and averages them, as a
 Microscope page shows several; ``--composite`` fades each picture where it did not matter to
 the unit (MACO's transparency); ``--maco`` draws the units with MACO as published (a grey mean
-and a fixed spectral slope) instead of the default phase image, whose mean colour and slope are
-free (both draw the same random crops). Prints the share of units that pass, per maker and reader.
+and a fixed spectral slope) instead of the default phase image, whose mean colour is free
+(both draw the same random crops); ``--tilt T`` frees the spectral slope by up to T too.
+Prints the share of units that pass, per maker and reader.
 --save DIR writes the image grids, --json the figures.
 """
 
@@ -38,7 +39,7 @@ from PIL import Image
 
 from clip_widgets import ModelSession
 from clip_widgets.featvis import objectives as obj
-from clip_widgets.featvis.param import FourierImage, PhaseImage
+from clip_widgets.featvis.param import MACO_AS_PUBLISHED, FourierImage, PhaseImage
 from clip_widgets.featvis.render import render, render_units
 from clip_widgets.featvis.transform import standard_transforms
 from clip_widgets.generate import class_image
@@ -91,7 +92,8 @@ def unit_responses(session: ModelSession, layer: str, scenes: list[Image.Image],
 
 
 def unit_legibility(makers: dict, readers: dict, units: int, steps: int | None, save: Path | None,
-                    facets: int = 1, composite: bool = False, maco: bool = False) -> dict:  # fmt: skip
+                    facets: int = 1, composite: bool = False, maco: bool = False,
+                    tilt: float = 0.0) -> dict:  # fmt: skip
     scenes = [draw_scene(SCENE_SEED + k, style="varied").image for k in range(600)]
     rng = np.random.default_rng(0)
     random_sets = [rng.choice(len(scenes), 9, replace=False) for _ in range(20)]
@@ -101,7 +103,7 @@ def unit_legibility(makers: dict, readers: dict, units: int, steps: int | None, 
         responses = unit_responses(session, layer, scenes, units)
         kw = {"steps": steps} if steps else {}
         side = session.image_size[0]
-        engine = {"mean_colour": 0.0, "tilt": 0.0} if maco else {}
+        engine = MACO_AS_PUBLISHED if maco else {"tilt": tilt}
         kw["param"] = lambda n: PhaseImage(n, side, side, seed=torch.Generator().manual_seed(0), **engine)  # noqa: B023
         if facets > 1:  # several facets per unit (a diversity term apart), their embeddings averaged
             repeated = [u for u in range(units) for _ in range(facets)]
@@ -146,6 +148,7 @@ def main() -> None:
     parser.add_argument("--facets", type=int, default=1, help="visualizations per unit, embeddings averaged")
     parser.add_argument("--composite", action="store_true", help="fade each picture where it did not matter (MACO)")
     parser.add_argument("--maco", action="store_true", help="units: MACO as published (grey mean, fixed slope)")
+    parser.add_argument("--tilt", type=float, default=0.0, help="units: free the spectral slope by up to this much")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (pin them for steady figures)")
     parser.add_argument("--save", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
@@ -173,7 +176,7 @@ def main() -> None:
             print(f"{Path(maker).name:<14}" + "".join(f"{row[r]:>14.2f}" for r in sessions))
     if args.units:
         results |= unit_legibility(sessions, sessions, args.units, args.steps, args.save, args.facets, args.composite,
-                                  args.maco)  # fmt: skip
+                                  args.maco, args.tilt)  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -277,7 +277,7 @@ def build_atlas(
         np.save(coords_path, coords)
     grids = {int(size): bin_grid(coords, store.activations, int(size), min_count=min_count) for size in sizes}
     # named by the render engine too: icons an earlier engine made are not reused
-    caches = {size: root / f"icons_{size}_{min_count}_{icon_steps}_{len(store)}_maco.npy" for size in grids}
+    caches = {size: root / f"icons_{size}_{min_count}_{icon_steps}_{len(store)}_maco-colour.npy" for size in grids}
     # the whitening pass reads every activation: only when some icons still have to be rendered
     whitening = whitening_matrix(store.activations) if not all(p.is_file() for p in caches.values()) else None
     icons = {

@@ -51,7 +51,6 @@ def atlas_icons(
     it when it matches the grid, and written after rendering, so re-opening costs nothing."""
     from .featvis import objectives as obj  # noqa: PLC0415
     from .featvis import render  # noqa: PLC0415
-    from .featvis.param import MACO_AS_PUBLISHED, PhaseImage  # noqa: PLC0415
 
     side = int(size or session.image_size[0])
     cache_path = Path(cache) if cache is not None else None
@@ -67,11 +66,7 @@ def atlas_icons(
             part = cells[start : start + chunk]
             directions = torch.from_numpy(grid.means[part[:, 0], part[:, 1]])
             objective = obj.direction_cossim(layer, directions, power=power, whitening=white)
-            # a cell's mean direction averages backdrops out; with the mean colour and slope free,
-            # world-vit's icons fill with grain, so they keep MACO's grey mean and fixed slope
-            seed = torch.Generator().manual_seed(int(render_kw.get("seed", 0)))
-            param = PhaseImage(len(part), side, side, seed=seed, **MACO_AS_PUBLISHED)
-            result = render(session, objective, param=param, steps=steps, progress=False, **render_kw)
+            result = render(session, objective, batch=len(part), steps=steps, size=side, progress=False, **render_kw)
             icons[part[:, 0], part[:, 1]] = result.images
             bar.update(len(part))
             if result.interrupted:

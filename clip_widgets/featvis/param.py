@@ -108,17 +108,19 @@ class PhaseImage(ImageParam):
     image is standardized and squashed; its channels are independent by default, which keeps
     the saturated colours drawn scenes have (the natural-image colour correlation mutes them).
 
-    Two handfuls of numbers per image are free beyond MACO's phase, because MACO cannot draw what
-    many units of a late layer code: the backdrop. ``mean_colour`` bounds (in logits) a learnable
-    mean colour per image (MACO's is always mid grey: no lawn, no night sky), and ``tilt`` bounds
-    a learnable change of the spectrum's slope (decay - tilt .. decay + tilt: smooth fields or
-    grain). The slope moves all frequencies together, so single bins still cannot be pumped.
-    ``mean_colour=0, tilt=0`` is MACO as published."""
+    A few numbers per image are free beyond MACO's phase, because MACO cannot draw what many
+    units of a late layer code: the backdrop. ``mean_colour`` bounds (in logits) a learnable mean
+    colour per image (MACO's is always mid grey: no lawn, no night sky). ``tilt`` bounds a
+    learnable change of the spectrum's slope (decay - tilt .. decay + tilt); it is off by default:
+    on world-rn-robust the optimizer only ever flattens the slope, filling the picture with
+    grain (a closer match to the scenes' noise backdrops by the numbers, static to a person).
+    The slope moves all frequencies together, so single bins still cannot be pumped.
+    ``mean_colour=0`` (:data:`MACO_AS_PUBLISHED`) is MACO as published."""
 
     learning_rate = 0.1  # radians of phase per Adam step
 
     def __init__(self, batch: int, height: int, width: int, *, decay: float = NATURAL_DECAY,
-                 mean_colour: float = 1.0, tilt: float = 1.0, decorrelate: bool = False,
+                 mean_colour: float = 1.0, tilt: float = 0.0, decorrelate: bool = False,
                  seed: int | torch.Generator | None = None):  # fmt: skip
         super().__init__(batch, height, width, decorrelate)
         if mean_colour < 0 or tilt < 0:
