@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .featvis import objectives as obj
 from .featvis import render
-from .featvis.param import MACO_AS_PUBLISHED, FixedImage, image
+from .featvis.param import FixedImage, image
 from .featvis.render import RenderResult
 from .featvis.transform import jitter
 from .images import load_image
@@ -40,16 +40,13 @@ def class_image(
     """One image per prompt that maximizes the prompt's CLIP score.
 
     ``kind`` is a parameterization of :func:`~.featvis.param.image`. ``"phase"`` (default)
-    optimizes the phase of a natural spectrum under random crops and noise (MACO, the legible
-    choice). ``"pixel"`` is Simonyan et al. (2014): pixels from faint noise, a few pixels of
-    jitter, and ``l2`` (default 1.0 there, 0 otherwise) times the pixels' mean squared distance
+    optimizes the phase of a natural spectrum and a mean colour under random crops and noise
+    (MACO, the legible choice). ``"pixel"`` is Simonyan et al. (2014): pixels from faint noise,
+    a few pixels of jitter, and ``l2`` (default 1.0 there, 0 otherwise) times the pixels' mean squared distance
     from grey subtracted from the score."""
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     side = int(size or session.image_size[0])
-    # a prompt names an object, not a backdrop: the phase image keeps MACO's grey mean and fixed
-    # slope here (each shipped ResNet reads its own 30 class images at 1.00 so, 0.90-0.93 with both free)
-    published = MACO_AS_PUBLISHED if kind == "phase" else {}
-    param = image(len(prompts), side, kind=kind, seed=torch.Generator().manual_seed(seed), **published)
+    param = image(len(prompts), side, kind=kind, seed=torch.Generator().manual_seed(seed))
     objective = obj.text_objective(session, prompts, templates=templates)
     simonyan = kind == "pixel"
     if l2 is None:
