@@ -139,12 +139,15 @@ class PhaseImage(ImageParam):
         self.slope = nn.Parameter(torch.zeros(batch, 1, 1, 1))  # tanh-bounded by tilt
 
     def spectrum_magnitude(self) -> torch.Tensor:
-        """Each image's amplitude spectrum ``(N, 1, H, W // 2 + 1)`` (up to one scale)."""
+        """Each image's amplitude spectrum, ``(N, 1, H, W // 2 + 1)`` or, with no tilt, the
+        shared ``(H, W // 2 + 1)`` (up to one scale)."""
+        if not self.tilt:
+            return self.magnitude
         tilt = self.tilt * torch.tanh(self.slope)
         return self.magnitude * torch.exp(tilt * self.log_frequency)
 
     def raw(self) -> torch.Tensor:
-        spectrum = torch.polar(self.spectrum_magnitude().expand_as(self.phase).contiguous(), self.phase)
+        spectrum = torch.polar(self.spectrum_magnitude().expand_as(self.phase), self.phase)
         image = torch.fft.irfft2(spectrum, s=(self.height, self.width), norm="ortho")
         image = (image - image.mean(dim=(1, 2, 3), keepdim=True)) / image.std(dim=(1, 2, 3), keepdim=True)
         return image + self.mean_colour * torch.tanh(self.colour)
