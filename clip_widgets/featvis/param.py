@@ -13,6 +13,7 @@ whose ``forward()`` returns a batch ``(N, 3, H, W)`` in [0, 1].
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
@@ -153,7 +154,7 @@ class PhaseImage(ImageParam):
         return image + self.mean_colour * torch.tanh(self.colour)
 
 
-MACO_AS_PUBLISHED = {"mean_colour": 0.0, "tilt": 0.0}
+MACO_AS_PUBLISHED = MappingProxyType({"mean_colour": 0.0, "tilt": 0.0})  # read-only: shared by every caller
 """:class:`PhaseImage` options for MACO as published: a grey mean and one fixed spectral slope."""
 
 
