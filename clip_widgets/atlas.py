@@ -255,6 +255,8 @@ def build_atlas(
     attribution_steps: int = 8,
     icon_steps: int = 64,
     icon_px: int | None = None,
+    icon_power: float = 4.0,
+    whiten: bool = False,
     cache: str | os.PathLike | None = None,
     seed: int = 0,
     progress: bool = True,
@@ -262,7 +264,10 @@ def build_atlas(
     """Layout, grids, icons and (with ``classes``) attribution for a collected store, each step
     cached under ``cache`` (default: ``<store>/atlas``) so re-opening an atlas costs nothing.
     ``prompts`` are the texts scored for ``classes`` (default: the class names themselves);
-    ``attribution`` and ``attribution_steps`` choose how (see :func:`attribute_activations`)."""
+    ``attribution`` and ``attribution_steps`` choose how (see :func:`attribute_activations`).
+    Icons maximize dot x cosine^``icon_power`` with each cell's mean; ``whiten`` takes it in
+    whitened space (the article's choice; on the embedded models it makes icons worse, see
+    ``bench/eval_atlas_icons.py``)."""
     store = store if isinstance(store, ActivationStore) else ActivationStore(store)
     if len(store) < 4:
         raise ClipWidgetsError(f"the store at {store.path} holds {len(store)} activations; an atlas needs more")
@@ -276,13 +281,15 @@ def build_atlas(
         coords = layout(store.activations, seed=seed)
         np.save(coords_path, coords)
     grids = {int(size): bin_grid(coords, store.activations, int(size), min_count=min_count) for size in sizes}
-    # named by the render engine too: icons an earlier engine made are not reused
-    caches = {size: root / f"icons_{size}_{min_count}_{icon_steps}_{len(store)}_maco-colour.npy" for size in grids}
+    # named by the render engine and objective too: icons made another way are not reused
+    engine = f"maco-colour_p{icon_power:g}" + ("_white" if whiten else "")
+    caches = {size: root / f"icons_{size}_{min_count}_{icon_steps}_{len(store)}_{engine}.npy" for size in grids}
     # the whitening pass reads every activation: only when some icons still have to be rendered
-    whitening = whitening_matrix(store.activations) if not all(p.is_file() for p in caches.values()) else None
+    missing = not all(p.is_file() for p in caches.values())
+    whitening = whitening_matrix(store.activations) if whiten and missing else None
     icons = {
-        size: atlas_icons(session, layer, grid, whitening=whitening, steps=icon_steps, size=icon_px, seed=seed,
-                          cache=caches[size], progress=progress)
+        size: atlas_icons(session, layer, grid, whitening=whitening, power=icon_power, steps=icon_steps,
+                          size=icon_px, seed=seed, cache=caches[size], progress=progress)
         for size, grid in grids.items()
     }  # fmt: skip
     classes = text_list(classes, "classes")

@@ -6,13 +6,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .atlas_layout import AtlasGrid
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .featvis.objectives import Where
+    from .featvis.param import ImageParam
 
 
 def whitening_matrix(activations: np.ndarray, eps: float = 1e-2, chunk: int = 65536) -> np.ndarray:
@@ -37,20 +43,31 @@ def atlas_icons(
     grid: AtlasGrid,
     *,
     whitening: np.ndarray | None = None,
-    power: float = 1.0,
+    power: float = 4.0,
+    where: Where = "patches",
     steps: int = 96,
     size: int | None = None,
     chunk: int = 32,
+    param: Callable[[int], ImageParam] | None = None,
     cache: str | os.PathLike | None = None,
     progress: bool = True,
     **render_kw: Any,
 ) -> np.ndarray:
     """Feature inversions of every filled cell's mean activation, ``(size, size, H, W, 3)``
     uint8 (black where a cell is empty), optimized in batches of ``chunk`` cells with the
-    whitened dot x cosine^power objective. With ``cache`` (a ``.npy`` path), icons are read from
-    it when it matches the grid, and written after rendering, so re-opening costs nothing."""
+    dot x cosine^``power`` objective (in whitened space with a ``whitening`` matrix) at the
+    positions ``where`` picks: every patch (the default), so an icon is the direction's texture,
+    or ``"center"``, lucid's choice, one position in its context. A high power matters: the
+    cells' means share a large common part, and a low power lets every icon draw it (measured
+    in ``bench/eval_atlas_icons.py``). ``param(batch)`` makes each chunk's parameterization
+    (default: the renderer's). With ``cache`` (a ``.npy`` path), icons are read from it
+    when it matches the grid, and written after rendering, so re-opening costs nothing."""
     from .featvis import objectives as obj  # noqa: PLC0415
     from .featvis import render  # noqa: PLC0415
+    from .featvis.param import ImageParam  # noqa: PLC0415
+
+    if isinstance(param, ImageParam):
+        raise TypeError("atlas_icons' param makes each chunk's parameterization: pass a function of the batch size")
 
     side = int(size or session.image_size[0])
     cache_path = Path(cache) if cache is not None else None
@@ -65,8 +82,10 @@ def atlas_icons(
         for start in range(0, len(cells), chunk):
             part = cells[start : start + chunk]
             directions = torch.from_numpy(grid.means[part[:, 0], part[:, 1]])
-            objective = obj.direction_cossim(layer, directions, power=power, whitening=white)
-            result = render(session, objective, batch=len(part), steps=steps, size=side, progress=False, **render_kw)
+            objective = obj.direction_cossim(layer, directions, power=power, where=where, whitening=white)
+            chosen = None if param is None else param(len(part))
+            result = render(session, objective, param=chosen, batch=len(part), steps=steps, size=side, progress=False,
+                            **render_kw)  # fmt: skip
             icons[part[:, 0], part[:, 1]] = result.images
             bar.update(len(part))
             if result.interrupted:

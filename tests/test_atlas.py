@@ -307,6 +307,26 @@ def test_icons_invert_cell_means_and_are_cached(session, tmp_path):
     assert (tmp_path / "icons.npy").is_file()
 
 
+def test_icons_optimize_one_parameterization_per_chunk(session):
+    from clip_widgets.atlas import atlas_icons
+    from clip_widgets.featvis.param import PhaseImage
+
+    means = np.random.default_rng(1).normal(size=(3, 64)).astype(np.float32)
+    grid = bin_grid(np.array([[0.1, 0.1], [0.9, 0.1], [0.1, 0.9]]), means, size=2)
+    made = []
+
+    def param(batch: int) -> PhaseImage:
+        made.append(PhaseImage(batch, 32, 32, seed=0))
+        made[-1].start = made[-1].phase.detach().clone()
+        return made[-1]
+
+    atlas_icons(session, "blocks.1", grid, steps=2, chunk=2, param=param, progress=False)
+    assert [p.batch for p in made] == [2, 1]
+    assert all(not torch.equal(p.phase, p.start) for p in made)  # each was the one optimized
+    with pytest.raises(TypeError, match="function of the batch size"):
+        atlas_icons(session, "blocks.1", grid, steps=2, param=PhaseImage(3, 32, 32), progress=False)
+
+
 def test_class_views_render_and_tiles(tmp_path):
     from PIL import Image
 

@@ -52,6 +52,7 @@ def test_build_atlas_is_cached_and_consistent(session, atlas, monkeypatch):
         raise AssertionError("re-opening a cached atlas recomputed something")
 
     monkeypatch.setattr("clip_widgets.atlas.whitening_matrix", no_work)
+    monkeypatch.setattr("clip_widgets.featvis.render", no_work)  # icons come from their cache
     monkeypatch.setattr("clip_widgets.atlas.attribute_activations", no_work)
     monkeypatch.setattr("clip_widgets.atlas.layout", no_work)
     again = build_atlas(session, atlas.store, sizes=(2, 4), min_count=1, classes=CLASSES, icon_steps=4, progress=False)
