@@ -20,7 +20,9 @@ than to every random centroid (and, less strictly, the share of random centroids
 Microscope page shows several; ``--composite`` fades each picture where it did not matter to
 the unit (MACO's transparency); ``--maco`` draws the units with MACO as published (a grey mean
 and a fixed spectral slope) instead of the default phase image, whose mean colour is free
-(both draw the same random crops); ``--tilt T`` frees the spectral slope by up to T too.
+(both draw the same random crops); ``--tilt T`` frees the spectral slope by up to T too;
+``--spectrum STYLE`` keeps the mean amplitude spectrum of 400 world scenes in that style instead
+of the photographs' power law (MACO keeps its training set's).
 Prints the share of units that pass, per maker and reader.
 --save DIR writes the image grids, --json the figures.
 """
@@ -34,12 +36,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.functional as TF
 from eval_world import classify
 from PIL import Image
 
 from clip_widgets import ModelSession
 from clip_widgets.featvis import objectives as obj
-from clip_widgets.featvis.param import MACO_AS_PUBLISHED, FourierImage, PhaseImage
+from clip_widgets.featvis.param import MACO_AS_PUBLISHED, FourierImage, PhaseImage, amplitude_spectrum
 from clip_widgets.featvis.render import render, render_units
 from clip_widgets.featvis.transform import standard_transforms
 from clip_widgets.generate import class_image
@@ -49,6 +52,7 @@ from clip_widgets.world import CLASSES, class_prompt, draw_scene
 METHODS = ("class_image", "pixel", "fourier")
 LATE_LAYER = {"vit": "blocks.5.mlp", "resnet": "layer4"}
 SCENE_SEED = 3 * 10**9  # seeds no training run draws
+SPECTRUM_SEED = 5 * 10**9  # the scenes whose spectrum --spectrum keeps
 
 
 def make_images(session: ModelSession, method: str, steps: int | None) -> np.ndarray:
@@ -93,7 +97,7 @@ def unit_responses(session: ModelSession, layer: str, scenes: list[Image.Image],
 
 def unit_legibility(makers: dict, readers: dict, units: int, steps: int | None, save: Path | None,
                     facets: int = 1, composite: bool = False, maco: bool = False,
-                    tilt: float = 0.0) -> dict:  # fmt: skip
+                    tilt: float = 0.0, spectrum: str | None = None) -> dict:  # fmt: skip
     scenes = [draw_scene(SCENE_SEED + k, style="varied").image for k in range(600)]
     rng = np.random.default_rng(0)
     random_sets = [rng.choice(len(scenes), 9, replace=False) for _ in range(20)]
@@ -103,7 +107,10 @@ def unit_legibility(makers: dict, readers: dict, units: int, steps: int | None, 
         responses = unit_responses(session, layer, scenes, units)
         kw = {"steps": steps} if steps else {}
         side = session.image_size[0]
-        engine = MACO_AS_PUBLISHED if maco else {"tilt": tilt}
+        engine = dict(MACO_AS_PUBLISHED) if maco else {"tilt": tilt}
+        if spectrum:  # the mean spectrum of the world's scenes instead of the photographs' power law
+            drawn = [draw_scene(SPECTRUM_SEED + k, size=side, style=spectrum).image for k in range(400)]
+            engine["spectrum"] = amplitude_spectrum(torch.stack([TF.to_tensor(image) for image in drawn]))
         kw["param"] = lambda n: PhaseImage(n, side, side, seed=torch.Generator().manual_seed(0), **engine)  # noqa: B023
         if facets > 1:  # several facets per unit (a diversity term apart), their embeddings averaged
             repeated = [u for u in range(units) for _ in range(facets)]
@@ -149,6 +156,12 @@ def main() -> None:
     parser.add_argument("--composite", action="store_true", help="fade each picture where it did not matter (MACO)")
     parser.add_argument("--maco", action="store_true", help="units: MACO as published (grey mean, fixed slope)")
     parser.add_argument("--tilt", type=float, default=0.0, help="units: free the spectral slope by up to this much")
+    parser.add_argument(
+        "--spectrum",
+        choices=("plain", "varied"),
+        default=None,
+        help="units: keep the mean spectrum of the world's scenes in this style (MACO's recipe)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (pin them for steady figures)")
     parser.add_argument("--save", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
@@ -176,7 +189,7 @@ def main() -> None:
             print(f"{Path(maker).name:<14}" + "".join(f"{row[r]:>14.2f}" for r in sessions))
     if args.units:
         results |= unit_legibility(sessions, sessions, args.units, args.steps, args.save, args.facets, args.composite,
-                                  args.maco, args.tilt)  # fmt: skip
+                                  args.maco, args.tilt, args.spectrum)  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -21,6 +21,7 @@ from clip_widgets.featvis.param import (
     LowResImage,
     PhaseImage,
     PixelImage,
+    amplitude_spectrum,
     fft_frequencies,
     image,
 )
@@ -142,6 +143,38 @@ def test_phase_image_frees_only_a_bounded_mean_colour_and_slope():
     torch.testing.assert_close(shaped[0, 0], (param.magnitude * frequency**0.5)[..., 1:-1], rtol=1e-4, atol=0)
     with pytest.raises(ValueError, match="bounds"):
         PhaseImage(1, 8, 8, tilt=-1)
+
+
+def test_amplitude_spectrum_is_the_mean_of_each_images_centred_channels():
+    rng = np.random.default_rng(0)
+    images = rng.random((3, 3, 12, 10))
+    # numpy's FFT, one image and channel at a time, is the reference
+    expected = np.mean([np.abs(np.fft.rfft2(ch - ch.mean(), norm="ortho")) for image in images for ch in image], 0)
+    expected[0, 0] = 0.0
+    spectrum = amplitude_spectrum(torch.from_numpy(images))
+    np.testing.assert_allclose(spectrum.numpy(), expected, rtol=1e-5, atol=1e-6)
+    # a vertical grating puts all its energy in one horizontal frequency
+    columns = np.cos(2 * np.pi * 3 * np.arange(10) / 10)
+    grating = np.broadcast_to(0.5 + 0.4 * columns, (1, 3, 12, 10)).copy()
+    peak = amplitude_spectrum(torch.from_numpy(grating))
+    assert peak.argmax().item() == 3 and peak.sum() == pytest.approx(peak[0, 3].item(), rel=1e-4)
+    with pytest.raises(ValueError, match="non-empty"):
+        amplitude_spectrum(torch.zeros(0, 3, 8, 8))
+
+
+def test_phase_image_keeps_a_given_spectrum_whatever_the_phase():
+    spectrum = amplitude_spectrum(torch.rand(4, 3, 16, 20) ** 3)
+    param = PhaseImage(2, 16, 20, mean_colour=0, spectrum=spectrum, seed=0)
+    with torch.no_grad():
+        param.phase.copy_(torch.randn(param.phase.shape) * 5)
+    amplitude = torch.fft.rfft2(param.raw(), norm="ortho").abs()[..., 1:-1]
+    for k in range(2):
+        ratio = amplitude[k] / spectrum[..., 1:-1]
+        torch.testing.assert_close(ratio, ratio.mean().expand_as(ratio), rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match=r"16 x 20 images has shape \(16, 11\)"):
+        PhaseImage(1, 16, 20, spectrum=torch.ones(16, 20))
+    with pytest.raises(ValueError, match="non-negative"):
+        PhaseImage(1, 16, 20, spectrum=-spectrum)
 
 
 def test_natural_decay_is_the_slope_of_photographs_spectra():

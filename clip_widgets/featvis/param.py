@@ -101,6 +101,21 @@ class FourierImage(ImageParam):
 NATURAL_DECAY = 1.8
 
 
+def amplitude_spectrum(images: torch.Tensor) -> torch.Tensor:
+    """The mean amplitude spectrum ``(H, W // 2 + 1)`` of ``images`` (``(N, 3, H, W)`` in [0, 1]):
+    the amplitudes averaged over channels and images, with the DC bin (the mean colour) zero.
+    MACO keeps the spectrum of the images the model was trained on; this is what
+    :class:`PhaseImage` takes as ``spectrum``."""
+    if images.ndim != 4 or images.shape[1] != 3 or len(images) == 0:
+        raise ValueError(f"images must be a non-empty (N, 3, H, W) batch, got {tuple(images.shape)}")
+    total = torch.zeros(images.shape[2], images.shape[3] // 2 + 1, dtype=torch.float64)
+    for chunk in images.split(64):
+        total += torch.fft.rfft2(chunk.double(), norm="ortho").abs().mean(1).sum(0)
+    spectrum = (total / len(images)).float()
+    spectrum[0, 0] = 0.0
+    return spectrum
+
+
 class PhaseImage(ImageParam):
     """MACO (Fel et al., 2023): the magnitude of each image's spectrum is fixed to that of
     natural images (1 / frequency ** ``decay``) and only the phase is optimized. The optimizer
@@ -116,19 +131,31 @@ class PhaseImage(ImageParam):
     on world-rn-robust the optimizer only ever flattens the slope, filling the picture with
     grain (a closer match to the scenes' noise backdrops by the numbers, static to a person).
     The slope moves all frequencies together, so single bins still cannot be pumped.
-    ``mean_colour=0`` (:data:`MACO_AS_PUBLISHED`) is MACO as published."""
+    ``mean_colour=0`` (:data:`MACO_AS_PUBLISHED`) is MACO as published.
+
+    ``spectrum`` (``(H, W // 2 + 1)``, e.g. :func:`amplitude_spectrum` of the images the model
+    saw, as MACO does with ImageNet's) replaces the power law: the drawn shapes of the embedded
+    models' world have a far flatter spectrum (slope about 1) than photographs."""
 
     learning_rate = 0.1  # radians of phase per Adam step
 
     def __init__(self, batch: int, height: int, width: int, *, decay: float = NATURAL_DECAY,
-                 mean_colour: float = 1.0, tilt: float = 0.0, decorrelate: bool = False,
-                 seed: int | torch.Generator | None = None):  # fmt: skip
+                 mean_colour: float = 1.0, tilt: float = 0.0, spectrum: torch.Tensor | None = None,
+                 decorrelate: bool = False, seed: int | torch.Generator | None = None):  # fmt: skip
         super().__init__(batch, height, width, decorrelate)
         if mean_colour < 0 or tilt < 0:
             raise ValueError(f"mean_colour and tilt are bounds and must be >= 0, got {mean_colour}, {tilt}")
         self.mean_colour, self.tilt = float(mean_colour), float(tilt)
         frequencies = fft_frequencies(height, width).clamp(min=1.0 / max(height, width))
-        magnitude = 1.0 / frequencies**decay
+        if spectrum is None:
+            magnitude = 1.0 / frequencies**decay
+        else:
+            magnitude = torch.as_tensor(spectrum, dtype=torch.float32).detach().clone()
+            if magnitude.shape != frequencies.shape:
+                raise ValueError(f"a spectrum for {height} x {width} images has shape {tuple(frequencies.shape)}, "
+                                 f"got {tuple(magnitude.shape)}")  # fmt: skip
+            if not torch.isfinite(magnitude).all() or (magnitude < 0).any() or not magnitude.flatten()[1:].any():
+                raise ValueError("a spectrum holds finite, non-negative amplitudes, not all zero")
         magnitude[0, 0] = 0.0  # no DC: the mean is set by the standardization and the mean colour
         self.register_buffer("magnitude", magnitude, persistent=False)
         # log of frequency in cycles per image: 0 at the lowest frequency, so a tilt keeps the
