@@ -20,7 +20,9 @@ cell: chance). Variants (``atlas_icons`` settings, see ``VARIANTS``): ``default`
 dot x cosine^4, not whitened), ``before`` (whitened dot x cosine, the objective icons had before),
 other powers, whitened with the default power, and ``center`` (the objective at the middle
 position only, as lucid's atlas does).
---save DIR writes each variant's atlas as a PNG.
+``--grid-scenes N`` also scores activation-grid icons (one per position of one scene, the same
+objective) with the power 1 and the default, each against its own patch among all the positions'
+patches of N scenes. --save DIR writes each variant's atlas as a PNG.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from eval_legibility import embed
 from PIL import Image
 
 from clip_widgets import ModelSession, atlas
-from clip_widgets.atlas_render import atlas_icons, render_atlas, whitening_matrix
+from clip_widgets.activation_grid import activation_grid
+from clip_widgets.atlas_render import ICON_POWER, atlas_icons, render_atlas, whitening_matrix
 from clip_widgets.examples import positions_of
 from clip_widgets.featvis.param import FourierImage
 from clip_widgets.featvis.transform import standard_transforms
@@ -76,25 +79,33 @@ def scores(icons: torch.Tensor, centroids: torch.Tensor, randoms: torch.Tensor) 
     return float(found), float(beats)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="world-rn-robust")
-    parser.add_argument("--layer", default="layer3")
-    parser.add_argument("--reader", default="world-rn")
-    parser.add_argument("--images", type=int, default=300)
-    parser.add_argument("--per-image", type=int, default=4)
-    parser.add_argument("--size", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=64)
-    parser.add_argument("--crop", type=float, default=0.5)
-    parser.add_argument("--variants", nargs="+", default=["default", "before"], choices=list(VARIANTS))
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--save", type=Path)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+def grid_icons(maker: ModelSession, layer: str, readers: dict, scenes: int, steps: int, crop: float) -> dict:
+    """Activation-grid icons (one per position of one scene) with the cosine power 1 and the
+    default: is each icon nearer its own patch than every other position's patch of ``scenes``
+    scenes (chance: one over the positions), and what share of the patches are nearer to it."""
+    results = {}
+    for power in (1.0, ICON_POWER):
+        icons, patches = [], []
+        for i in range(scenes):
+            made = activation_grid(maker, draw_scene(SCENE_SEED + i).image, layer, icon_steps=steps,
+                                   icon_power=power, progress=False)  # fmt: skip
+            picture = Image.fromarray(made.image) if isinstance(made.image, np.ndarray) else made.image
+            icons += [Image.fromarray(icon) for icon in made.icons]
+            rows, cols = made.grid
+            patches += [patch(picture, r, c, made.grid, crop) for r in range(rows) for c in range(cols)]
+        for name, reader in readers.items():
+            near = embed(reader, icons) @ embed(reader, patches).T
+            found = float((near.argmax(1) == torch.arange(len(icons))).float().mean())
+            nearer = float((near > near.diagonal()[:, None]).float().mean())
+            key = f"grid icons, power {power:g}, read by {name}"
+            results[key] = {"own patch found": found, "patches nearer": nearer}
+            print(f"grid icons, power {power:g}, read by {name:<16} own patch found {found:.3f}, "
+                  f"patches nearer than its own {nearer:.3f} (of {len(icons)})")  # fmt: skip
+    return results
 
-    maker = ModelSession.load(args.model, device="cpu")
-    readers = {args.model: maker, args.reader: ModelSession.load(args.reader, device="cpu")}
+
+def atlas_scores(maker: ModelSession, readers: dict, args: argparse.Namespace) -> dict:
+    """The atlas's icons per variant, and the two frames, against their cells' patches."""
     work = Path(tempfile.mkdtemp())
     scenes = [draw_scene(SCENE_SEED + i).image for i in range(args.images)]
     store = atlas.collect_activations(maker, scenes, args.layer, work / "acts", per_image=args.per_image,
@@ -153,6 +164,32 @@ def main() -> None:
             results[f"{name}, read by {reader_name}"] = {"cell found": found, "beats random": beats}
             print(f"{name:<18} {reader_name:<16} {found:>10.2f} {beats:>13.2f}")
         print(f"{'(chance)':<18} {reader_name:<16} {1 / len(cells):>10.2f}")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="world-rn-robust")
+    parser.add_argument("--layer", default="layer3")
+    parser.add_argument("--reader", default="world-rn")
+    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--per-image", type=int, default=4)
+    parser.add_argument("--size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=64)
+    parser.add_argument("--crop", type=float, default=0.5)
+    parser.add_argument("--variants", nargs="*", default=["default", "before"], choices=list(VARIANTS))
+    parser.add_argument("--grid-scenes", type=int, default=0, help="also score activation-grid icons of N scenes")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--save", type=Path)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    maker = ModelSession.load(args.model, device="cpu")
+    readers = {args.model: maker, args.reader: ModelSession.load(args.reader, device="cpu")}
+    results = atlas_scores(maker, readers, args) if args.variants else {}
+    if args.grid_scenes:
+        results |= grid_icons(maker, args.layer, readers, args.grid_scenes, args.steps, args.crop)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

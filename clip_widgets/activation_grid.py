@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .atlas import position_attribution
+from .atlas_render import ICON_POWER
 from .examples import positions_of
 from .images import load_image
 from .surgery import whole_image_pixels
@@ -100,6 +101,7 @@ def activation_grid(
     top: int = 4,
     icon_steps: int = 64,
     icon_px: int | None = None,
+    icon_power: float = ICON_POWER,
     attribution_steps: int = 8,
     baseline: np.ndarray | torch.Tensor | None = None,
     seed: int = 0,
@@ -113,7 +115,8 @@ def activation_grid(
     from ``baseline`` (a ``(units,)`` activation; default: the mean over this image's positions,
     so a position's attribution says what it adds over an average place in the same image).
     ``icon_steps`` (0: none) and ``icon_px`` set the visualizations, rendered like the atlas's
-    icons (MACO phase images, dot x cosine objective); ``should_stop`` ends them early.
+    icons (MACO phase images, the dot x cosine^``icon_power`` objective; the atlas's power by
+    default); ``should_stop`` ends them early.
     ``on_progress(fraction, grid)`` is called once the activations and attribution are known and
     after every icon step, with the fraction done (0 to 1) and the grid so far (its ``icons`` and
     ``unit_icons`` stay ``None`` until they are rendered), so a view can show the positions before
@@ -173,7 +176,7 @@ def activation_grid(
 
     side = int(icon_px or session.image_size[0])
     common = {"steps": icon_steps, "size": side, "seed": seed, "progress": progress, "should_stop": step}
-    objective = obj.direction_cossim(layer, activations.detach(), power=1.0)
+    objective = obj.direction_cossim(layer, activations.detach(), power=icon_power)
     icons = render(session, objective, batch=activations.shape[0], **common).images
     unit_icons = render_units(session, layer, dictionary, chunk=len(dictionary), **common).images
     result.icons, result.unit_icons = icons, unit_icons

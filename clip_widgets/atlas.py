@@ -28,7 +28,15 @@ import torch
 from tqdm.auto import tqdm
 
 from .atlas_layout import LAYOUT_MIN_DIST, LAYOUT_UNIFORM, AtlasGrid, bin_grid, layout, normalize_layout
-from .atlas_render import atlas_icons, class_opacity, class_rows, render_atlas, save_tile_pyramid, whitening_matrix
+from .atlas_render import (
+    ICON_POWER,
+    atlas_icons,
+    class_opacity,
+    class_rows,
+    render_atlas,
+    save_tile_pyramid,
+    whitening_matrix,
+)
 from .atlas_store import ActivationStore, collect_activations
 from .errors import ClipWidgetsError
 from .examples import positions_of
@@ -255,7 +263,7 @@ def build_atlas(
     attribution_steps: int = 8,
     icon_steps: int = 64,
     icon_px: int | None = None,
-    icon_power: float = 4.0,
+    icon_power: float = ICON_POWER,
     whiten: bool = False,
     cache: str | os.PathLike | None = None,
     seed: int = 0,
