@@ -64,9 +64,9 @@ def atlas_icons(
     dot x cosine^``power`` objective (in whitened space with a ``whitening`` matrix) at the
     positions ``where`` picks: every patch (the default), so an icon is the direction's texture,
     or ``"center"``, lucid's choice, one position in its context (see :data:`ICON_POWER` for
-    the power). ``param(batch)`` makes each chunk's parameterization
-    (default: the renderer's). With ``cache`` (a ``.npy`` path), icons are read from it
-    when it matches the grid, and written after rendering, so re-opening costs nothing."""
+    the power). ``param(batch)`` makes each chunk's parameterization (default: the renderer's).
+    With ``cache`` (a ``.npy`` path), icons are read from it when it matches the grid, and
+    written after rendering, so re-opening costs nothing."""
     from .featvis import objectives as obj  # noqa: PLC0415
     from .featvis import render  # noqa: PLC0415
     from .featvis.param import ImageParam  # noqa: PLC0415
