@@ -89,7 +89,7 @@ def grid_icons(maker: ModelSession, layer: str, readers: dict, scenes: int, step
         for i in range(scenes):
             made = activation_grid(maker, draw_scene(SCENE_SEED + i).image, layer, icon_steps=steps,
                                    icon_power=power, progress=False)  # fmt: skip
-            picture = Image.fromarray(made.image) if isinstance(made.image, np.ndarray) else made.image
+            picture = Image.fromarray(made.image)  # the scene as the model saw it
             icons += [Image.fromarray(icon) for icon in made.icons]
             rows, cols = made.grid
             patches += [patch(picture, r, c, made.grid, crop) for r in range(rows) for c in range(cols)]
@@ -111,9 +111,7 @@ def atlas_scores(maker: ModelSession, readers: dict, args: argparse.Namespace) -
     store = atlas.collect_activations(maker, scenes, args.layer, work / "acts", per_image=args.per_image,
                                       progress=False)  # fmt: skip
     acts = np.asarray(store.activations, np.float32)
-    with torch.no_grad():
-        captured, _ = maker.layers.forward(torch.zeros(1, 3, *maker.image_size), args.layer)
-    _, grid_shape = positions_of(captured[args.layer].float())
+    _, grid_shape = positions_of(torch.zeros(1, *maker.layers[args.layer].shape))  # the layer's position grid
     grid = atlas.bin_grid(atlas.layout(acts, seed=0), acts, args.size, min_count=3)
     cells = np.argwhere(grid.filled)
     members = [grid.members(r, c) for r, c in cells]
