@@ -21,9 +21,11 @@ from clip_widgets.featvis.param import (
     LowResImage,
     PhaseImage,
     PixelImage,
+    TransparentImage,
     amplitude_spectrum,
     fft_frequencies,
     image,
+    random_backgrounds,
 )
 from clip_widgets.featvis.render import to_uint8
 from clip_widgets.featvis.transform import (
@@ -60,7 +62,7 @@ def resnet() -> ModelSession:
 # -- parameterizations -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["fourier", "phase", "pixel", "lowres"])
+@pytest.mark.parametrize("kind", ["fourier", "phase", "transparent", "pixel", "lowres"])
 def test_parameterizations_give_seeded_images_in_range(kind):
     a, b, c = (image(2, 16, 20, kind=kind, seed=s)() for s in (0, 0, 1))
     assert a.shape == (2, 3, 16, 20)
@@ -194,6 +196,53 @@ def test_natural_decay_is_the_slope_of_photographs_spectra():
         slope = np.polyfit(np.log(frequencies[keep].numpy()), np.log(amplitude[keep].numpy()), 1)[0]
         slopes.append(-slope)
     assert all(abs(s - NATURAL_DECAY) < 0.3 for s in slopes), slopes
+
+
+def test_random_backgrounds_are_flat_colours_greys_or_noise():
+    grounds = random_backgrounds(60, 12, 16, torch.Generator().manual_seed(0))
+    assert grounds.shape == (60, 3, 12, 16) and grounds.min() >= 0 and grounds.max() <= 1
+    flat = grounds.flatten(2).std(-1).amax(-1) == 0
+    grey = flat & (grounds == grounds[:, :1]).flatten(1).all(-1)
+    # a third of each kind, give or take; noise varies over the image
+    kinds = [int(grey.sum()), int((flat & ~grey).sum()), int((~flat).sum())]
+    assert min(kinds) >= 10, kinds
+    again = random_backgrounds(60, 12, 16, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(grounds, again)
+
+
+def test_transparent_image_is_its_colour_over_a_background_by_its_alpha():
+    param = TransparentImage(3, 16, 20, opacity_cost=0.5, background=0.25, seed=0)
+    with torch.no_grad():
+        param.alpha.phase.copy_(torch.randn(param.alpha.phase.shape) * 3)
+    rgba = param.rgba()
+    assert rgba.shape == (3, 4, 16, 20) and rgba.min() > 0 and rgba.max() < 1
+    colour, alpha = rgba[:, :3], rgba[:, 3:]
+    torch.testing.assert_close(param(), colour * alpha + 0.25 * (1 - alpha))
+    # the model sees it over a new random background at every step, drawn from the generator
+    ground = random_backgrounds(3, 16, 20, torch.Generator().manual_seed(7))
+    drawn = param.draw(torch.Generator().manual_seed(7))
+    torch.testing.assert_close(drawn, colour * alpha + ground * (1 - alpha))
+    torch.testing.assert_close(param.cost(), 0.5 * alpha.mean(dim=(1, 2, 3)))
+    # the alpha is one smooth channel: steeper than the colour's spectrum
+    assert param.alpha.phase.shape[1] == 1
+    with pytest.raises(ValueError, match="opacity_cost"):
+        TransparentImage(1, 8, 8, opacity_cost=-1)
+    with pytest.raises(ValueError, match="channels"):
+        PhaseImage(1, 8, 8, channels=1, decorrelate=True)
+
+
+def test_the_opacity_cost_clears_what_the_objective_does_not_need(vit):
+    objective = obj.channel("blocks.1", [0, 1])
+    opacity = {}
+    for cost in (0.0, 3.0):
+        param = TransparentImage(2, 32, 32, opacity_cost=cost, alpha_bias=3.0, seed=0)
+        result = render(vit, objective, param=param, steps=48, progress=False)
+        with torch.no_grad():
+            opacity[cost] = float(param.rgba()[:, 3].mean())
+        # what render returns is the display: the images over the flat background
+        with torch.no_grad():
+            np.testing.assert_array_equal(result.images, to_uint8(param()))
+    assert opacity[3.0] < opacity[0.0] - 0.15, opacity
 
 
 def test_lowres_image_is_smooth():

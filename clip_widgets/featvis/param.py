@@ -54,6 +54,16 @@ class ImageParam(nn.Module):
             x = torch.einsum("ij,njhw->nihw", COLOR_CORRELATION.to(x), x)
         return torch.sigmoid(x)
 
+    def draw(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The images as the model sees them during optimization (``forward()`` unless a
+        parameterization draws them differently each step, such as over random backgrounds)."""
+        return self()
+
+    def cost(self) -> torch.Tensor | float:
+        """What the parameterization charges per image, subtracted from the objective's score
+        during optimization (nothing by default)."""
+        return 0.0
+
 
 class PixelImage(ImageParam):
     """One free parameter per pixel and channel."""
@@ -133,6 +143,8 @@ class PhaseImage(ImageParam):
     The slope moves all frequencies together, so single bins still cannot be pumped.
     ``mean_colour=0`` (:data:`MACO_AS_PUBLISHED`) is MACO as published.
 
+    ``channels=1`` gives a grey-level map (an alpha channel, :class:`TransparentImage`).
+
     ``spectrum`` (``(H, W // 2 + 1)``, e.g. :func:`amplitude_spectrum` of the images the model
     saw, as MACO does with ImageNet's) replaces the power law: the drawn shapes of the embedded
     models' world have a far flatter spectrum (slope about 1) than photographs."""
@@ -141,8 +153,11 @@ class PhaseImage(ImageParam):
 
     def __init__(self, batch: int, height: int, width: int, *, decay: float = NATURAL_DECAY,
                  mean_colour: float = 1.0, tilt: float = 0.0, spectrum: torch.Tensor | None = None,
-                 decorrelate: bool = False, seed: int | torch.Generator | None = None):  # fmt: skip
+                 decorrelate: bool = False, channels: int = 3,
+                 seed: int | torch.Generator | None = None):  # fmt: skip
         super().__init__(batch, height, width, decorrelate)
+        if channels < 1 or (decorrelate and channels != 3):
+            raise ValueError(f"channels must be >= 1 (3 to decorrelate colours), got {channels}")
         if mean_colour < 0 or tilt < 0:
             raise ValueError(f"mean_colour and tilt are bounds and must be >= 0, got {mean_colour}, {tilt}")
         self.mean_colour, self.tilt = float(mean_colour), float(tilt)
@@ -161,9 +176,9 @@ class PhaseImage(ImageParam):
         # log of frequency in cycles per image: 0 at the lowest frequency, so a tilt keeps the
         # coarsest structure's amplitude and turns the rest of the spectrum about it
         self.register_buffer("log_frequency", torch.log(frequencies * max(height, width)), persistent=False)
-        shape = (batch, 3, *frequencies.shape)
+        shape = (batch, channels, *frequencies.shape)
         self.phase = nn.Parameter((torch.rand(shape, generator=_generator(seed)) * 2 - 1) * math.pi)
-        self.colour = nn.Parameter(torch.zeros(batch, 3, 1, 1))  # tanh-bounded by mean_colour
+        self.colour = nn.Parameter(torch.zeros(batch, channels, 1, 1))  # tanh-bounded by mean_colour
         self.slope = nn.Parameter(torch.zeros(batch, 1, 1, 1))  # tanh-bounded by tilt
 
     def spectrum_magnitude(self) -> torch.Tensor:
@@ -183,6 +198,63 @@ class PhaseImage(ImageParam):
 
 MACO_AS_PUBLISHED = MappingProxyType({"mean_colour": 0.0, "tilt": 0.0})  # read-only: shared by every caller
 """:class:`PhaseImage` options for MACO as published: a grey mean and one fixed spectral slope."""
+
+
+def random_backgrounds(batch: int, height: int, width: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One background per image, ``(N, 3, H, W)`` in [0, 1]: a flat colour, a flat grey or
+    natural-spectrum noise around a random colour, a third of the time each."""
+    kind = torch.randint(3, (batch, 1, 1, 1), generator=generator)
+    flat = torch.rand(batch, 3, 1, 1, generator=generator).expand(batch, 3, height, width)
+    grey = torch.rand(batch, 1, 1, 1, generator=generator).expand(batch, 3, height, width)
+    noise = PhaseImage(batch, height, width, mean_colour=2.0, seed=generator)
+    with torch.no_grad():
+        noise.colour.normal_(generator=generator)
+        noise = noise()
+    return torch.where(kind == 0, flat, torch.where(kind == 1, grey, noise))
+
+
+class TransparentImage(ImageParam):
+    """An image with an alpha channel that the model sees over a new random background at every
+    step (Mordvintsev et al., 2018, "Differentiable Image Parameterizations"), each unit of mean
+    opacity costing ``opacity_cost`` of the score. Only what the objective needs stays opaque,
+    so a class image shows the thing on an empty ground instead of a texture filling the frame.
+
+    The colour is a :class:`PhaseImage` (MACO, ``colour_kw`` passed on); the alpha is a smooth
+    one-channel phase image (spectral slope ``alpha_decay``, mean opacity free within
+    ``sigmoid(+-alpha_bias)`` of a half). ``forward()`` shows the images over a flat
+    ``background`` grey; :meth:`rgba` gives the layers."""
+
+    learning_rate = PhaseImage.learning_rate
+
+    def __init__(self, batch: int, height: int, width: int, *, opacity_cost: float = 0.3,
+                 background: float = 0.85, alpha_decay: float = 2.0, alpha_bias: float = 2.0,
+                 seed: int | torch.Generator | None = None, **colour_kw) -> None:  # fmt: skip
+        super().__init__(batch, height, width, decorrelate=False)
+        if opacity_cost < 0 or not 0 <= background <= 1:
+            raise ValueError(f"opacity_cost must be >= 0 and background in [0, 1], got {opacity_cost}, {background}")
+        self.opacity_cost, self.background = float(opacity_cost), float(background)
+        generator = _generator(seed)
+        self.colour = PhaseImage(batch, height, width, seed=generator, **colour_kw)
+        self.alpha = PhaseImage(batch, height, width, decay=alpha_decay, mean_colour=alpha_bias, channels=1,
+                                seed=generator)  # fmt: skip
+
+    def rgba(self) -> torch.Tensor:
+        """``(N, 4, H, W)`` in [0, 1]: colour and opacity."""
+        return torch.cat([self.colour(), self.alpha()], 1)
+
+    def _over(self, background: torch.Tensor | float) -> torch.Tensor:
+        colour, alpha = self.colour(), self.alpha()
+        return colour * alpha + background * (1 - alpha)
+
+    def forward(self) -> torch.Tensor:
+        return self._over(self.background)
+
+    def draw(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        ground = random_backgrounds(self.batch, self.height, self.width, generator)
+        return self._over(ground.to(self.alpha.phase.device))
+
+    def cost(self) -> torch.Tensor:
+        return self.opacity_cost * self.alpha().mean(dim=(1, 2, 3))
 
 
 class LowResImage(ImageParam):
@@ -220,12 +292,18 @@ class FixedImage(ImageParam):
         return self.pixels
 
 
-PARAMETERIZATIONS = {"fourier": FourierImage, "phase": PhaseImage, "pixel": PixelImage, "lowres": LowResImage}
+PARAMETERIZATIONS = {
+    "fourier": FourierImage,
+    "phase": PhaseImage,
+    "transparent": TransparentImage,
+    "pixel": PixelImage,
+    "lowres": LowResImage,
+}
 
 
 def image(batch: int, height: int, width: int | None = None, *, kind: str = "fourier", **kw) -> ImageParam:
     """A parameterized image batch: ``kind`` is ``"fourier"`` (default), ``"phase"`` (MACO),
-    ``"pixel"`` or ``"lowres"``."""
+    ``"transparent"`` (MACO with an alpha channel), ``"pixel"`` or ``"lowres"``."""
     if kind not in PARAMETERIZATIONS:
         raise ValueError(f"unknown parameterization {kind!r}; choose one of {', '.join(PARAMETERIZATIONS)}")
     return PARAMETERIZATIONS[kind](batch, height, height if width is None else width, **kw)

@@ -146,6 +146,9 @@ def render(
     ``param`` defaults to a MACO phase image batch (:class:`~.param.PhaseImage`) of ``batch``
     images (default: the number of units the objective names, else 1) at ``size`` px (default:
     the model's input size); ``lr`` to the parameterization's own ``learning_rate``.
+    Each step the model sees ``param.draw()`` and the score less ``param.cost()`` is ascended
+    (a :class:`~.param.TransparentImage` draws over random backgrounds and charges for opacity);
+    the images returned are ``param()``.
     ``transforms`` default to :func:`~.transform.crop_transforms` (random crops and noise);
     ``[]`` disables them, :func:`~.transform.standard_transforms` are lucid's.
     ``callback`` receives frames every ``every`` steps and at the end; ``should_stop()`` returning
@@ -172,7 +175,7 @@ def render(
     with _frozen(session.model):
         try:
             for step in range(steps):
-                images = param()
+                images = param.draw(generator)
                 images.retain_grad()
                 drawn = images
                 for t in transform_list:
@@ -184,7 +187,7 @@ def render(
                         f"expected ({param.batch},): one per image"
                     )
                 optimizer.zero_grad(set_to_none=True)
-                (-score.sum()).backward()
+                (-(score - param.cost()).sum()).backward()
                 moved += drawn.grad.detach().abs().sum(1)
                 optimizer.step()
                 scores = score.detach().cpu().numpy().astype(np.float32)
