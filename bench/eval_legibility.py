@@ -2,8 +2,9 @@
 
     python bench/eval_legibility.py [--models world-vit world-rn] [--steps 128] [--units 32]
 
-Class images: for each model, one image per colour x shape class, made three ways:
-``class_image`` at its defaults (MACO: the phase of a natural spectrum under random crops),
+Class images: for each model, one image per colour x shape class, made four ways:
+``class_image`` at its defaults (MACO with an alpha channel: a natural spectrum's phase over random
+backgrounds, opacity at a cost), ``class_image(kind="phase")`` (the same without the alpha),
 ``class_image(kind="pixel")`` (Simonyan et al., 2014: pixels, L2, a few pixels of jitter) and
 ``featvis.render`` with lucid's Fourier parameterization and transforms. Every model classifies
 every model's images zero-shot over the 30 classes. An image only the model that made it can
@@ -16,6 +17,8 @@ should look like the scenes that excite it most. Of 600 held-out scenes in the v
 the unit's top 9; the other model embeds the visualization, those 9 and 20 draws of 9 random
 scenes. A unit passes when the visualization is nearer (cosine) to the centroid of its top 9
 than to every random centroid (and, less strictly, the share of random centroids it beats).
+Two frames are scored the same way in the pictures' place: the unit's next-best scenes (ranks
+10 on, as many as the facets), what a real image of the unit reaches, and random scenes (chance).
 ``--facets N`` embeds N facets per unit (a diversity term apart) and averages them, as a
 Microscope page shows several; ``--composite`` fades each picture where it did not matter to
 the unit (MACO's transparency); ``--maco`` draws the units with MACO as published (a grey mean
@@ -49,7 +52,7 @@ from clip_widgets.generate import class_image
 from clip_widgets.surgery import whole_image_pixels
 from clip_widgets.world import CLASSES, class_prompt, draw_scene
 
-METHODS = ("class_image", "pixel", "fourier")
+METHODS = ("class_image", "phase", "pixel", "fourier")
 LATE_LAYER = {"vit": "blocks.5.mlp", "resnet": "layer4"}
 SCENE_SEED = 3 * 10**9  # seeds no training run draws
 SPECTRUM_SEED = 5 * 10**9  # the scenes whose spectrum --spectrum keeps
@@ -60,8 +63,8 @@ def make_images(session: ModelSession, method: str, steps: int | None) -> np.nda
     kw = {"steps": steps} if steps else {}
     if method == "class_image":
         return class_image(session, prompts, progress=False, **kw).images
-    if method == "pixel":
-        return class_image(session, prompts, kind="pixel", progress=False, **kw).images
+    if method in ("phase", "pixel"):
+        return class_image(session, prompts, kind=method, progress=False, **kw).images
     side = session.image_size[0]
     param = FourierImage(len(prompts), side, side, seed=0)
     objective = obj.text_objective(session, prompts)
@@ -95,6 +98,14 @@ def unit_responses(session: ModelSession, layer: str, scenes: list[Image.Image],
     return torch.cat(rows).numpy()
 
 
+def strict_test(shown: torch.Tensor, centroids: torch.Tensor, randoms: torch.Tensor) -> tuple[float, float]:
+    """Share of units whose picture (row of ``shown``) is nearer its top scenes' centroid than
+    every random set's centroid, and the mean share of random sets it is nearer than."""
+    own = (shown * centroids).sum(-1, keepdim=True)
+    beats = own > shown @ randoms.T  # (units, random sets)
+    return float(beats.all(1).float().mean()), float(beats.float().mean())
+
+
 def unit_legibility(makers: dict, readers: dict, units: int, steps: int | None, save: Path | None,
                     facets: int = 1, composite: bool = False, maco: bool = False,
                     tilt: float = 0.0, spectrum: str | None = None) -> dict:  # fmt: skip
@@ -122,22 +133,30 @@ def unit_legibility(makers: dict, readers: dict, units: int, steps: int | None, 
         made = result.composite() if composite else result.images
         if save:
             grid(made, columns=8).save(save / f"units-{Path(maker).name}.png")
+        rng = np.random.default_rng(1)
+        orders = [np.argsort(-responses[:, unit]) for unit in range(units)]
         for reader, other in readers.items():
             scene_embeddings = embed(other, scenes)
             embedded = embed(other, [Image.fromarray(image) for image in made])
-            shown = F.normalize(embedded.view(units, facets, -1).mean(1), dim=-1)
             randoms = torch.stack([F.normalize(scene_embeddings[s].mean(0), dim=-1) for s in random_sets])
-            passed, beaten = [], []
-            for unit in range(units):
-                top = np.argsort(-responses[:, unit])[:9]
-                centroid = F.normalize(scene_embeddings[top].mean(0), dim=-1)
-                passed.append(bool(shown[unit] @ centroid > (randoms @ shown[unit]).max()))
-                beaten.append(float((shown[unit] @ centroid > randoms @ shown[unit]).float().mean()))
-            key = f"units of {layer}, made by {maker}, read by {reader}"
-            results[key] = float(np.mean(passed))
-            results[key + ", share of random sets beaten"] = float(np.mean(beaten))
-            print(f"units of {layer:<12} made by {Path(maker).name:<12} read by {Path(reader).name:<12}"
-                  f"{np.mean(passed):6.2f} (random sets beaten: {np.mean(beaten):.2f})")  # fmt: skip
+            centroids = torch.stack([F.normalize(scene_embeddings[order[:9]].mean(0), dim=-1) for order in orders])
+            # frames: the unit's next-best scenes (ranks 10 on, as many as the facets) in place of the
+            # pictures, the ceiling of "looks like its top scenes" for a real image; random scenes, chance
+            frames = {
+                "pictures": embedded.view(units, facets, -1).mean(1),
+                "its next scenes (ceiling)": torch.stack([scene_embeddings[o[9 : 9 + facets]].mean(0) for o in orders]),
+                "random scenes (chance)": torch.stack(
+                    [scene_embeddings[rng.choice(o[9:], facets, replace=False)].mean(0) for o in orders]
+                ),
+            }
+            for frame, shown in frames.items():
+                passed, beaten = strict_test(F.normalize(shown, dim=-1), centroids, randoms)
+                key = f"units of {layer}, made by {maker}, read by {reader}"
+                key = key if frame == "pictures" else f"{key}, {frame}"
+                results[key] = passed
+                results[key + ", share of random sets beaten"] = beaten
+                print(f"units of {layer:<12} made by {Path(maker).name:<16} read by {Path(reader).name:<16}"
+                      f"{frame:<26}{passed:6.2f} (random sets beaten: {beaten:.2f})")  # fmt: skip
     return results
 
 
