@@ -24,6 +24,7 @@ Microscope page shows several; ``--composite`` fades each picture where it did n
 the unit (MACO's transparency); ``--maco`` draws the units with MACO as published (a grey mean
 and a fixed spectral slope) instead of the default phase image, whose mean colour is free
 (both draw the same random crops); ``--tilt T`` frees the spectral slope by up to T too;
+``--alpha C`` gives the pictures an alpha channel whose mean opacity costs C of the score's size;
 ``--spectrum STYLE`` keeps the mean amplitude spectrum of 400 world scenes in that style instead
 of the photographs' power law (MACO keeps its training set's).
 Prints the share of units that pass, per maker and reader.
@@ -45,7 +46,13 @@ from PIL import Image
 
 from clip_widgets import ModelSession
 from clip_widgets.featvis import objectives as obj
-from clip_widgets.featvis.param import MACO_AS_PUBLISHED, FourierImage, PhaseImage, amplitude_spectrum
+from clip_widgets.featvis.param import (
+    MACO_AS_PUBLISHED,
+    FourierImage,
+    PhaseImage,
+    TransparentImage,
+    amplitude_spectrum,
+)
 from clip_widgets.featvis.render import render, render_units
 from clip_widgets.featvis.transform import standard_transforms
 from clip_widgets.generate import class_image
@@ -106,9 +113,23 @@ def strict_test(shown: torch.Tensor, centroids: torch.Tensor, randoms: torch.Ten
     return float(beats.all(1).float().mean()), float(beats.float().mean())
 
 
+def unit_parameterization(side: int, engine: dict, alpha: float | None):
+    """Each chunk's images: the phase image with ``engine``'s options, with an alpha channel
+    whose mean opacity costs ``alpha`` of the score's size if given; every chunk starts from the
+    same seed."""
+
+    def make(n: int) -> PhaseImage | TransparentImage:
+        seed = torch.Generator().manual_seed(0)
+        if alpha is None:
+            return PhaseImage(n, side, side, seed=seed, **engine)
+        return TransparentImage(n, side, side, opacity_cost=alpha, relative=True, seed=seed, **engine)
+
+    return make
+
+
 def unit_legibility(makers: dict, readers: dict, units: int, steps: int | None, save: Path | None,
                     facets: int = 1, composite: bool = False, maco: bool = False,
-                    tilt: float = 0.0, spectrum: str | None = None) -> dict:  # fmt: skip
+                    tilt: float = 0.0, spectrum: str | None = None, alpha: float | None = None) -> dict:  # fmt: skip
     scenes = [draw_scene(SCENE_SEED + k, style="varied").image for k in range(600)]
     rng = np.random.default_rng(0)
     random_sets = [rng.choice(len(scenes), 9, replace=False) for _ in range(20)]
@@ -122,7 +143,7 @@ def unit_legibility(makers: dict, readers: dict, units: int, steps: int | None, 
         if spectrum:  # the mean spectrum of the world's scenes instead of the photographs' power law
             drawn = [draw_scene(SPECTRUM_SEED + k, size=side, style=spectrum).image for k in range(400)]
             engine["spectrum"] = amplitude_spectrum(torch.stack([TF.to_tensor(image) for image in drawn]))
-        kw["param"] = lambda n: PhaseImage(n, side, side, seed=torch.Generator().manual_seed(0), **engine)  # noqa: B023
+        kw["param"] = unit_parameterization(side, engine, alpha)
         if facets > 1:  # several facets per unit (a diversity term apart), their embeddings averaged
             repeated = [u for u in range(units) for _ in range(facets)]
             objective = lambda name, part: obj.channel(name, part) + 0.05 * obj.diversity(name)  # noqa: E731
@@ -175,6 +196,7 @@ def main() -> None:
     parser.add_argument("--composite", action="store_true", help="fade each picture where it did not matter (MACO)")
     parser.add_argument("--maco", action="store_true", help="units: MACO as published (grey mean, fixed slope)")
     parser.add_argument("--tilt", type=float, default=0.0, help="units: free the spectral slope by up to this much")
+    parser.add_argument("--alpha", type=float, default=None, help="units: an alpha channel, opacity costing this share")
     parser.add_argument(
         "--spectrum",
         choices=("plain", "varied"),
@@ -208,7 +230,7 @@ def main() -> None:
             print(f"{Path(maker).name:<14}" + "".join(f"{row[r]:>14.2f}" for r in sessions))
     if args.units:
         results |= unit_legibility(sessions, sessions, args.units, args.steps, args.save, args.facets, args.composite,
-                                  args.maco, args.tilt, args.spectrum)  # fmt: skip
+                                  args.maco, args.tilt, args.spectrum, args.alpha)  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

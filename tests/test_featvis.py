@@ -222,7 +222,10 @@ def test_transparent_image_is_its_colour_over_a_background_by_its_alpha():
     ground = random_backgrounds(3, 16, 20, torch.Generator().manual_seed(7))
     drawn = param.draw(torch.Generator().manual_seed(7))
     torch.testing.assert_close(drawn, colour * alpha + ground * (1 - alpha))
-    torch.testing.assert_close(param.cost(), 0.5 * alpha.mean(dim=(1, 2, 3)))
+    score = torch.tensor([2.0, -1.0, 0.5])
+    torch.testing.assert_close(param.cost(score), 0.5 * alpha.mean(dim=(1, 2, 3)))
+    param.relative = True  # a share of each score's size
+    torch.testing.assert_close(param.cost(score), 0.5 * alpha.mean(dim=(1, 2, 3)) * score.abs())
     # the alpha is one smooth channel: steeper than the colour's spectrum
     assert param.alpha.phase.shape[1] == 1
     with pytest.raises(ValueError, match="opacity_cost"):

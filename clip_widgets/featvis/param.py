@@ -59,9 +59,9 @@ class ImageParam(nn.Module):
         parameterization draws them differently each step, such as over random backgrounds)."""
         return self()
 
-    def cost(self) -> torch.Tensor | float:
-        """What the parameterization charges per image, subtracted from the objective's score
-        during optimization (nothing by default)."""
+    def cost(self, score: torch.Tensor) -> torch.Tensor | float:
+        """What the parameterization charges per image, subtracted from the objective's
+        ``score`` (given detached) during optimization; nothing by default."""
         return 0.0
 
 
@@ -216,8 +216,10 @@ def random_backgrounds(batch: int, height: int, width: int, generator: torch.Gen
 class TransparentImage(ImageParam):
     """An image with an alpha channel that the model sees over a new random background at every
     step (Mordvintsev et al., 2018, "Differentiable Image Parameterizations"), each unit of mean
-    opacity costing ``opacity_cost`` of the score. Only what the objective needs stays opaque,
-    so a class image shows the thing on an empty ground instead of a texture filling the frame.
+    opacity costing ``opacity_cost`` of the score (``relative``: that share of the score's own
+    size, for objectives with no common scale such as units). Only what the objective needs
+    stays opaque, so a class image shows the thing on an empty ground instead of a texture
+    filling the frame.
 
     The colour is a :class:`PhaseImage` (MACO, ``colour_kw`` passed on); the alpha is a smooth
     one-channel phase image (spectral slope ``alpha_decay``, mean opacity free within
@@ -228,11 +230,12 @@ class TransparentImage(ImageParam):
 
     def __init__(self, batch: int, height: int, width: int, *, opacity_cost: float = 0.3,
                  background: float = 0.85, alpha_decay: float = 2.0, alpha_bias: float = 2.0,
-                 seed: int | torch.Generator | None = None, **colour_kw) -> None:  # fmt: skip
+                 relative: bool = False, seed: int | torch.Generator | None = None,
+                 **colour_kw) -> None:  # fmt: skip
         super().__init__(batch, height, width, decorrelate=False)
         if opacity_cost < 0 or not 0 <= background <= 1:
             raise ValueError(f"opacity_cost must be >= 0 and background in [0, 1], got {opacity_cost}, {background}")
-        self.opacity_cost, self.background = float(opacity_cost), float(background)
+        self.opacity_cost, self.background, self.relative = float(opacity_cost), float(background), relative
         generator = _generator(seed)
         self.colour = PhaseImage(batch, height, width, seed=generator, **colour_kw)
         self.alpha = PhaseImage(batch, height, width, decay=alpha_decay, mean_colour=alpha_bias, channels=1,
@@ -253,8 +256,10 @@ class TransparentImage(ImageParam):
         ground = random_backgrounds(self.batch, self.height, self.width, generator)
         return self._over(ground.to(self.alpha.phase.device))
 
-    def cost(self) -> torch.Tensor:
-        return self.opacity_cost * self.alpha().mean(dim=(1, 2, 3))
+    def cost(self, score: torch.Tensor) -> torch.Tensor:
+        opacity = self.alpha().mean(dim=(1, 2, 3))
+        # relative: a share of the score's own size, for objectives on no common scale (units)
+        return self.opacity_cost * opacity * (score.abs() if self.relative else 1.0)
 
 
 class LowResImage(ImageParam):

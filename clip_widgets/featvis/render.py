@@ -146,7 +146,7 @@ def render(
     ``param`` defaults to a MACO phase image batch (:class:`~.param.PhaseImage`) of ``batch``
     images (default: the number of units the objective names, else 1) at ``size`` px (default:
     the model's input size); ``lr`` to the parameterization's own ``learning_rate``.
-    Each step the model sees ``param.draw()`` and the score less ``param.cost()`` is ascended
+    Each step the model sees ``param.draw()`` and the score less ``param.cost(score)`` is ascended
     (a :class:`~.param.TransparentImage` draws over random backgrounds and charges for opacity);
     the images returned are ``param()``.
     ``transforms`` default to :func:`~.transform.crop_transforms` (random crops and noise);
@@ -187,7 +187,7 @@ def render(
                         f"expected ({param.batch},): one per image"
                     )
                 optimizer.zero_grad(set_to_none=True)
-                (-(score - param.cost()).sum()).backward()
+                (-(score - param.cost(score.detach())).sum()).backward()
                 moved += drawn.grad.detach().abs().sum(1)
                 optimizer.step()
                 scores = score.detach().cpu().numpy().astype(np.float32)
