@@ -40,8 +40,9 @@ from PIL import Image
 
 from clip_widgets import ModelSession, atlas
 from clip_widgets.activation_grid import activation_grid
-from clip_widgets.atlas_render import ICON_POWER, atlas_icons, render_atlas, whitening_matrix
+from clip_widgets.atlas_render import atlas_icons, render_atlas, whitening_matrix
 from clip_widgets.examples import positions_of
+from clip_widgets.featvis.objectives import ICON_POWER
 from clip_widgets.featvis.param import FourierImage
 from clip_widgets.featvis.transform import standard_transforms
 from clip_widgets.world import draw_scene

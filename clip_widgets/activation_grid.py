@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from .atlas import position_attribution
-from .atlas_render import ICON_POWER
 from .examples import positions_of
+from .featvis.objectives import ICON_POWER
 from .images import load_image
 from .surgery import whole_image_pixels
 from .texts import text_list

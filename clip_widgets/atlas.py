@@ -29,7 +29,6 @@ from tqdm.auto import tqdm
 
 from .atlas_layout import LAYOUT_MIN_DIST, LAYOUT_UNIFORM, AtlasGrid, bin_grid, layout, normalize_layout
 from .atlas_render import (
-    ICON_POWER,
     atlas_icons,
     class_opacity,
     class_rows,
@@ -40,6 +39,7 @@ from .atlas_render import (
 from .atlas_store import ActivationStore, collect_activations
 from .errors import ClipWidgetsError
 from .examples import positions_of
+from .featvis.objectives import ICON_POWER
 from .texts import template_list, text_list
 
 __all__ = [  # the whole pipeline, from one module

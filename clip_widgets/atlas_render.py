@@ -13,18 +13,13 @@ import torch
 from tqdm.auto import tqdm
 
 from .atlas_layout import AtlasGrid
+from .featvis.objectives import ICON_POWER
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .featvis.objectives import Where
     from .featvis.param import ImageParam
-
-
-# The icon objective's cosine power: the cells' means share a large common part, and a low power
-# lets every icon draw it (bench/eval_atlas_icons.py: power 4 against 1 finds its cell 0.12
-# against 0.02 on world-rn-robust layer3)
-ICON_POWER = 4.0
 
 
 def whitening_matrix(activations: np.ndarray, eps: float = 1e-2, chunk: int = 65536) -> np.ndarray:
@@ -63,7 +58,7 @@ def atlas_icons(
     uint8 (black where a cell is empty), optimized in batches of ``chunk`` cells with the
     dot x cosine^``power`` objective (in whitened space with a ``whitening`` matrix) at the
     positions ``where`` picks: every patch (the default), so an icon is the direction's texture,
-    or ``"center"``, lucid's choice, one position in its context (see :data:`ICON_POWER` for
+    or ``"center"``, lucid's choice, one position in its context (see :data:`~.featvis.objectives.ICON_POWER` for
     the power). ``param(batch)`` makes each chunk's parameterization (default: the renderer's).
     With ``cache`` (a ``.npy`` path), icons are read from it when it matches the grid, and
     written after rendering, so re-opening costs nothing."""
