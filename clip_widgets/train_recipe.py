@@ -82,6 +82,16 @@ RECIPES["world-rn-robust"] = (
     ),
 )
 
+RECIPES["world-vit-robust"] = (
+    *RECIPES["world-vit"],
+    Stage(
+        "robust",
+        "--steps 400 --batch-size 128 --lr 1e-4 --warmup 20 --varied 0.3 --photos 0.25 --prompt-loss 1.0 "
+        "--adversarial 0.002",
+        "adversarial scenes at a small radius, some varied",
+    ),
+)
+
 
 def stage_dirs(out: Path, stages: tuple[Stage, ...]) -> list[Path]:
     return [out / f"{k}-{stage.name}" for k, stage in enumerate(stages)]
