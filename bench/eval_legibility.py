@@ -176,7 +176,7 @@ def unit_legibility(makers: dict, readers: dict, units: int, steps: int | None, 
                 key = key if frame == "pictures" else f"{key}, {frame}"
                 results[key] = passed
                 results[key + ", share of random sets beaten"] = beaten
-                print(f"units of {layer:<12} made by {Path(maker).name:<16} read by {Path(reader).name:<16}"
+                print(f"units of {layer:<12} made by {Path(maker).name:<18} read by {Path(reader).name:<18}"
                       f"{frame:<26}{passed:6.2f} (random sets beaten: {beaten:.2f})")  # fmt: skip
     return results
 
