@@ -2,9 +2,10 @@
 
     python bench/eval_legibility.py [--models world-vit world-rn] [--steps 128] [--units 32]
 
-Class images: for each model, one image per colour x shape class, made four ways:
-``class_image`` at its defaults (MACO with an alpha channel: a natural spectrum's phase over random
-backgrounds, opacity at a cost), ``class_image(kind="phase")`` (the same without the alpha),
+Class images: for each model, one image per colour x shape class, made five ways:
+``class_image`` at its defaults (MACO with a sharp alpha channel: a natural spectrum's phase over
+random backgrounds, opacity at a cost), the same with a soft alpha (``alpha_sharpness=1``),
+``class_image(kind="phase")`` (the same without the alpha),
 ``class_image(kind="pixel")`` (Simonyan et al., 2014: pixels, L2, a few pixels of jitter) and
 ``featvis.render`` with lucid's Fourier parameterization and transforms. Every model classifies
 every model's images zero-shot over the 30 classes. An image only the model that made it can
@@ -59,23 +60,26 @@ from clip_widgets.generate import class_image
 from clip_widgets.surgery import whole_image_pixels
 from clip_widgets.world import CLASSES, class_prompt, draw_scene
 
-METHODS = ("class_image", "phase", "pixel", "fourier")
+METHODS = ("class_image", "soft_alpha", "phase", "pixel", "fourier")
 LATE_LAYER = {"vit": "blocks.5.mlp", "resnet": "layer4"}
 SCENE_SEED = 3 * 10**9  # seeds no training run draws
 SPECTRUM_SEED = 5 * 10**9  # the scenes whose spectrum --spectrum keeps
 
 
-def make_images(session: ModelSession, method: str, steps: int | None) -> np.ndarray:
+def make_images(session: ModelSession, method: str, steps: int | None, seed: int = 0) -> np.ndarray:
     prompts = [class_prompt(c) for c in CLASSES]
     kw = {"steps": steps} if steps else {}
     if method == "class_image":
-        return class_image(session, prompts, progress=False, **kw).images
+        return class_image(session, prompts, seed=seed, progress=False, **kw).images
+    if method == "soft_alpha":
+        return class_image(session, prompts, seed=seed, param_kw={"alpha_sharpness": 1.0}, progress=False, **kw).images
     if method in ("phase", "pixel"):
-        return class_image(session, prompts, kind=method, progress=False, **kw).images
+        return class_image(session, prompts, kind=method, seed=seed, progress=False, **kw).images
     side = session.image_size[0]
-    param = FourierImage(len(prompts), side, side, seed=0)
+    param = FourierImage(len(prompts), side, side, seed=seed)
     objective = obj.text_objective(session, prompts)
-    return render(session, objective, param=param, transforms=standard_transforms(side), progress=False, **kw).images
+    return render(session, objective, param=param, transforms=standard_transforms(side), progress=False,
+                  seed=seed, **kw).images  # fmt: skip
 
 
 def grid(images: np.ndarray, columns: int = 10) -> Image.Image:
@@ -191,6 +195,7 @@ def main() -> None:
     )
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=METHODS)
     parser.add_argument("--steps", type=int, default=None, help="optimization steps (default: each method's own)")
+    parser.add_argument("--seed", type=int, default=0, help="class images: the optimization's seed")
     parser.add_argument("--units", type=int, default=0, help="score the first N units of a late layer (0: skip)")
     parser.add_argument("--facets", type=int, default=1, help="visualizations per unit, embeddings averaged")
     parser.add_argument("--composite", action="store_true", help="fade each picture where it did not matter (MACO)")
@@ -217,9 +222,9 @@ def main() -> None:
     results = {}
     for method in args.methods:
         print(f"# {method}: rows made the images, columns read them (30 classes, chance 0.033)")
-        print(f"{'':<14}" + "".join(f"{Path(n).name:>14}" for n in sessions))
+        print(f"{'':<18}" + "".join(f"{Path(n).name:>18}" for n in sessions))
         for maker, session in sessions.items():
-            images = make_images(session, method, args.steps)
+            images = make_images(session, method, args.steps, args.seed)
             if args.save:
                 grid(images).save(args.save / f"{method}-{Path(maker).name}.png")
             row = {}
@@ -227,7 +232,7 @@ def main() -> None:
                 predicted = classify(other, [Image.fromarray(image) for image in images])
                 row[reader] = float(np.mean([p == t for p, t in zip(predicted, CLASSES, strict=True)]))
             results[f"{method}, made by {maker}"] = row
-            print(f"{Path(maker).name:<14}" + "".join(f"{row[r]:>14.2f}" for r in sessions))
+            print(f"{Path(maker).name:<18}" + "".join(f"{row[r]:>18.2f}" for r in sessions))
     if args.units:
         results |= unit_legibility(sessions, sessions, args.units, args.steps, args.save, args.facets, args.composite,
                                   args.maco, args.tilt, args.spectrum, args.alpha)  # fmt: skip

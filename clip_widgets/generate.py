@@ -8,7 +8,7 @@ image and ascends a layer's (or a unit's) activation, octave by octave from coar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,21 +35,23 @@ def class_image(
     templates: Sequence[str] | None = None,
     seed: int = 0,
     progress: bool = True,
+    param_kw: Mapping[str, Any] | None = None,
     **render_kw: Any,
 ) -> RenderResult:
     """One image per prompt that maximizes the prompt's CLIP score.
 
     ``kind`` is a parameterization of :func:`~.featvis.param.image`. ``"transparent"`` (default)
-    optimizes the phase of a natural spectrum and a mean colour (MACO) with an alpha channel,
-    seen over random backgrounds under random crops and noise, opacity at a cost: the class is
-    drawn as a thing on an empty ground, which other models read far more often than a frame
-    filled with texture (README). ``"phase"`` is the same without the alpha channel.
+    optimizes the phase of a natural spectrum and a mean colour (MACO) with a sharp-edged alpha
+    channel, seen over random backgrounds under random crops and noise, opacity at a cost: the
+    class is drawn as a silhouette on an empty ground, which other models read far more often
+    than a frame filled with texture (README). ``"phase"`` is the same without the alpha channel.
     ``"pixel"`` is Simonyan et al. (2014): pixels from faint noise,
     a few pixels of jitter, and ``l2`` (default 1.0 there, 0 otherwise) times the pixels' mean squared distance
-    from grey subtracted from the score."""
+    from grey subtracted from the score. ``param_kw`` goes to the parameterization (for example
+    ``{"alpha_sharpness": 1.0}`` for a soft alpha); other keywords go to :func:`~.featvis.render.render`."""
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     side = int(size or session.image_size[0])
-    param = image(len(prompts), side, kind=kind, seed=torch.Generator().manual_seed(seed))
+    param = image(len(prompts), side, kind=kind, seed=torch.Generator().manual_seed(seed), **(param_kw or {}))
     objective = obj.text_objective(session, prompts, templates=templates)
     simonyan = kind == "pixel"
     if l2 is None:

@@ -215,8 +215,9 @@ def test_transparent_image_is_its_colour_over_a_background_by_its_alpha():
     with torch.no_grad():
         param.alpha.phase.copy_(torch.randn(param.alpha.phase.shape) * 3)
     rgba = param.rgba()
-    assert rgba.shape == (3, 4, 16, 20) and rgba.min() > 0 and rgba.max() < 1
+    assert rgba.shape == (3, 4, 16, 20) and rgba.min() >= 0 and rgba.max() <= 1
     colour, alpha = rgba[:, :3], rgba[:, 3:]
+    torch.testing.assert_close(alpha, torch.sigmoid(8.0 * param.alpha.raw()))  # the default sharpness
     torch.testing.assert_close(param(), colour * alpha + 0.25 * (1 - alpha))
     # the model sees it over a new random background at every step, drawn from the generator
     ground = random_backgrounds(3, 16, 20, torch.Generator().manual_seed(7))
@@ -230,6 +231,8 @@ def test_transparent_image_is_its_colour_over_a_background_by_its_alpha():
     assert param.alpha.phase.shape[1] == 1
     with pytest.raises(ValueError, match="opacity_cost"):
         TransparentImage(1, 8, 8, opacity_cost=-1)
+    with pytest.raises(ValueError, match="alpha_sharpness"):
+        TransparentImage(1, 8, 8, alpha_sharpness=0)
     with pytest.raises(ValueError, match="channels"):
         PhaseImage(1, 8, 8, channels=1, decorrelate=True)
 
@@ -246,6 +249,22 @@ def test_the_opacity_cost_clears_what_the_objective_does_not_need(vit):
         with torch.no_grad():
             np.testing.assert_array_equal(result.images, to_uint8(param()))
     assert opacity[3.0] < opacity[0.0] - 0.15, opacity
+
+
+def test_a_sharp_alpha_draws_silhouettes_not_clouds():
+    """The default alpha is nearly opaque or nearly clear everywhere, with the same smooth
+    outlines as a soft one (the same field through a steeper sigmoid)."""
+    half_clear = {}
+    for sharpness in (1.0, 8.0):
+        param = TransparentImage(4, 64, 64, alpha_sharpness=sharpness, seed=0)
+        with torch.no_grad():
+            alpha = param.rgba()[:, 3]
+        half_clear[sharpness] = float(((alpha > 0.1) & (alpha < 0.9)).float().mean())
+        opaque = alpha > 0.5
+        if sharpness == 1.0:
+            soft = opaque
+    assert half_clear[8.0] < 0.25 < 0.9 < half_clear[1.0], half_clear
+    assert torch.equal(opaque, soft)
 
 
 def test_lowres_image_is_smooth():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from clip_widgets.featvis import evaluate
@@ -33,6 +34,16 @@ def test_the_l2_penalty_keeps_class_images_closer_to_grey(vit_session):
     held = class_image(vit_session, "a red circle", kind="pixel", l2=50.0, steps=48, progress=False).images
     spread = lambda images: float(((images / 255.0 - 0.5) ** 2).mean())  # noqa: E731
     assert spread(held) < 0.7 * spread(free), (spread(held), spread(free))
+
+
+def test_class_image_passes_options_to_its_parameterization(vit_session):
+    soft = class_image(vit_session, "a red circle", steps=2, param_kw={"alpha_sharpness": 1.0}, progress=False)
+    sharp = class_image(vit_session, "a red circle", steps=2, progress=False)
+    assert not np.array_equal(soft.images, sharp.images)
+    with pytest.raises(ValueError, match="alpha_sharpness"):
+        class_image(vit_session, "a red circle", steps=2, param_kw={"alpha_sharpness": 0.0}, progress=False)
+    with pytest.raises(TypeError, match="alpha_sharpness"):  # options of the picture go in param_kw
+        class_image(vit_session, "a red circle", steps=2, alpha_sharpness=1.0, progress=False)
 
 
 def test_deepdream_raises_the_layer_and_keeps_the_picture(vit_session):
