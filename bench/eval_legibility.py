@@ -1,6 +1,6 @@
 """Are pictures made by gradient ascent on one embedded model features, or adversarial patterns?
 
-    python bench/eval_legibility.py [--models world-vit world-rn] [--steps 128] [--units 32]
+    python bench/eval_legibility.py [--models world-vit world-rn] [--steps 128] [--seed 0] [--units 32]
 
 Class images: for each model, one image per colour x shape class, made five ways:
 ``class_image`` at its defaults (MACO with a sharp alpha channel: a natural spectrum's phase over
