@@ -2,9 +2,11 @@
 
     python bench/eval_legibility.py [--models world-vit world-rn] [--steps 128] [--seed 0] [--units 32]
 
-Class images: for each model, one image per colour x shape class, made five ways:
+Class images: for each model, one image per colour x shape class, made seven ways:
 ``class_image`` at its defaults (MACO with a sharp alpha channel: a natural spectrum's phase over
-random backgrounds, opacity at a cost), the same with a soft alpha (``alpha_sharpness=1``),
+random backgrounds, random crops of 0.7..1 of the side, quarter turns and mirroring, opacity at a
+cost), the same upright (``turns=False``), the previous default (MACO's crops of 0.4..1, upright,
+128 steps), the same with a soft alpha (``alpha_sharpness=1``),
 ``class_image(kind="phase")`` (the same without the alpha),
 ``class_image(kind="pixel")`` (Simonyan et al., 2014: pixels, L2, a few pixels of jitter) and
 ``featvis.render`` with lucid's Fourier parameterization and transforms. Every model classifies
@@ -55,12 +57,12 @@ from clip_widgets.featvis.param import (
     amplitude_spectrum,
 )
 from clip_widgets.featvis.render import render, render_units
-from clip_widgets.featvis.transform import standard_transforms
+from clip_widgets.featvis.transform import crop_transforms, standard_transforms
 from clip_widgets.generate import class_image
 from clip_widgets.surgery import whole_image_pixels
 from clip_widgets.world import CLASSES, class_prompt, draw_scene
 
-METHODS = ("class_image", "soft_alpha", "phase", "pixel", "fourier")
+METHODS = ("class_image", "upright", "previous", "soft_alpha", "phase", "pixel", "fourier")
 LATE_LAYER = {"vit": "blocks.5.mlp", "resnet": "layer4"}
 SCENE_SEED = 3 * 10**9  # seeds no training run draws
 SPECTRUM_SEED = 5 * 10**9  # the scenes whose spectrum --spectrum keeps
@@ -71,6 +73,11 @@ def make_images(session: ModelSession, method: str, steps: int | None, seed: int
     kw = {"steps": steps} if steps else {}
     if method == "class_image":
         return class_image(session, prompts, seed=seed, progress=False, **kw).images
+    if method == "upright":
+        return class_image(session, prompts, seed=seed, turns=False, progress=False, **kw).images
+    if method == "previous":  # MACO's crops, no turns, 128 steps
+        kw = {"steps": 128, **kw}
+        return class_image(session, prompts, seed=seed, transforms=crop_transforms(), progress=False, **kw).images
     if method == "soft_alpha":
         return class_image(session, prompts, seed=seed, param_kw={"alpha_sharpness": 1.0}, progress=False, **kw).images
     if method in ("phase", "pixel"):

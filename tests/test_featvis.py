@@ -33,6 +33,7 @@ from clip_widgets.featvis.transform import (
     jitter,
     pad,
     random_crop,
+    random_dihedral,
     random_rotate,
     random_scale,
     standard_transforms,
@@ -311,6 +312,20 @@ def test_random_crop_zooms_into_a_box_and_adds_noise():
     assert 0.08 < float((noisy - ramp).std()) < 0.12
     with pytest.raises(ValueError, match="min_scale"):
         random_crop(0)
+
+
+def test_random_dihedral_turns_and_mirrors_each_image_exactly():
+    square = torch.rand(1, 3, 8, 8).expand(64, 3, 8, 8)
+    group = [torch.rot90(m, k, dims=(1, 2)) for m in (square[0], square[0].flip(-1)) for k in range(4)]
+    out = random_dihedral()(square, torch.Generator().manual_seed(0))
+    which = [[i for i, g in enumerate(group) if torch.equal(o, g)] for o in out]
+    assert all(len(w) == 1 for w in which)  # each output is exactly one of the eight
+    assert {w[0] for w in which} == set(range(8))  # and each of the eight is drawn
+    wide = torch.rand(16, 3, 4, 8)
+    turned = random_dihedral()(wide, torch.Generator().manual_seed(0))
+    assert turned.shape == wide.shape  # half and quarter turns only where they keep the shape
+    for o, x in zip(turned, wide, strict=True):
+        assert any(torch.equal(o, g) for g in (x, x.flip(-1), x.flip(-2), x.flip(-1).flip(-2)))
 
 
 def test_transforms_are_per_image_and_reproducible():

@@ -46,6 +46,19 @@ def test_class_image_passes_options_to_its_parameterization(vit_session):
         class_image(vit_session, "a red circle", steps=2, alpha_sharpness=1.0, progress=False)
 
 
+def test_class_images_are_seen_turned_and_through_crops_no_smaller_than_the_default(vit_session):
+    from clip_widgets.featvis.transform import crop_transforms, random_dihedral
+    from clip_widgets.generate import CLASS_IMAGE_CROP
+
+    made = lambda **kw: class_image(vit_session, "a red circle", steps=3, progress=False, **kw).images  # noqa: E731
+    default = made()
+    assert np.array_equal(default, made(transforms=[*crop_transforms(CLASS_IMAGE_CROP), random_dihedral()]))
+    upright = made(turns=False)
+    assert np.array_equal(upright, made(transforms=crop_transforms(CLASS_IMAGE_CROP)))
+    assert not np.array_equal(default, upright)
+    assert not np.array_equal(upright, made(transforms=crop_transforms()))  # MACO's 0.4 is another draw
+
+
 def test_deepdream_raises_the_layer_and_keeps_the_picture(vit_session):
     scene = draw_scene(4, size=48).image
     dreamed = deepdream(vit_session, scene, "blocks.0", octaves=2, steps=16, progress=False)

@@ -105,6 +105,24 @@ def random_crop(min_scale: float = 0.5, noise: float = 0.0) -> Transform:
     return transform
 
 
+def random_dihedral() -> Transform:
+    """Turn each image by a random multiple of 90 degrees (of 180 when it is not square) and
+    mirror it at random: exact, with no resampling or padding. For pictures of things that can
+    lie at any angle, such as the world's shapes: evidence tied to one orientation cancels out
+    over the draws, an outline does not."""
+
+    def transform(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        n, _, h, w = images.shape
+        turns = torch.randint(4, (n,), generator=generator) * (1 if h == w else 2)
+        mirror = torch.randint(2, (n,), generator=generator).bool()
+        return torch.stack([
+            torch.rot90(image.flip(-1) if flip else image, int(k) % 4, dims=(1, 2))
+            for image, k, flip in zip(images, turns, mirror, strict=True)
+        ])  # fmt: skip
+
+    return transform
+
+
 def compose(transforms: Sequence[Transform]) -> Transform:
     """Apply ``transforms`` in order."""
 
