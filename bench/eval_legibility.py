@@ -6,7 +6,7 @@ Class images: for each model, one image per colour x shape class, made seven way
 ``class_image`` at its defaults (MACO with a sharp alpha channel: a natural spectrum's phase over
 random backgrounds, random crops of 0.7..1 of the side, quarter turns and mirroring, opacity at a
 cost), the same upright (``turns=False``), the previous default (MACO's crops of 0.4..1, upright,
-128 steps), the same with a soft alpha (``alpha_sharpness=1``),
+128 steps), the default with a soft alpha (``alpha_sharpness=1``),
 ``class_image(kind="phase")`` (the same without the alpha),
 ``class_image(kind="pixel")`` (Simonyan et al., 2014: pixels, L2, a few pixels of jitter) and
 ``featvis.render`` with lucid's Fourier parameterization and transforms. Every model classifies
