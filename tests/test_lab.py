@@ -111,8 +111,18 @@ def test_grid_and_heads_tabs_are_built_when_first_opened(vit_session, resnet_ses
         lab.open_tab("Microscope")
     lab.explorer.wait(60)
 
+    # options go to the grid: without icon steps it shows its positions and units but no icons
+    lab = Lab(vit_session, image, LABELS, grid_layer="blocks.1", grid_options={"icon_steps": 0, "top": 2}, **QUICK)
+    grid = lab.open_tab("Activation grid")
+    grid.wait(60)
+    assert grid.error == "" and grid.icons is None and grid.result.top_units.shape[-1] == 2
+    assert lab.grid.result.icons is None and grid.grid == list(grid.result.grid)
+    lab.explorer.wait(60)
+
     with pytest.raises(KeyError, match="no-such-layer"):
         Lab(vit_session, image, LABELS, grid_layer="no-such-layer", **QUICK)
+    with pytest.raises(TypeError, match=r"icon_step.*the options are \['top', 'icon_steps', 'icon_px'\]"):
+        Lab(vit_session, image, LABELS, grid_layer="blocks.1", grid_options={"icon_step": 8}, **QUICK)
     from clip_widgets.errors import UnsupportedModelError
 
     with pytest.raises(UnsupportedModelError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ipywidgets
@@ -35,18 +35,19 @@ Step = tuple[str, str, Callable[[], ipywidgets.Widget | None]]
 
 
 class Lab(Reporting, ipywidgets.Tab):
-    """One model, every view: CLIP Surgery on ``image`` with ``labels``, the NeuronExplorer
-    (with dataset ``examples`` when given, else examples of a few drawn world scenes from
+    """One model, every view: CLIP Surgery on ``image`` with ``labels``, the NeuronExplorer (with
+    dataset ``examples`` when given, else examples of a few drawn world scenes from
     :func:`~clip_widgets.scene_examples.scene_examples`), the typographic lab on the same image,
     and, when given, an activation ``atlas`` and a sparse ``probe`` path over ``probe_layer`` whose
     neurons open in the explorer tab; with ``grid_layer``, an activation grid of ``image`` at that
-    layer (its units open in the explorer tab), and with ``head_images``, the attention heads of
-    a ViT explained over those images. The grid and heads tabs are built the first time they
-    are selected (``lab.grid``, ``lab.heads`` are None until then), so they cost nothing to a
-    visitor who does not open them. ``probe`` is a :class:`~clip_widgets.probe.ProbePath` or a
-    function of no arguments that returns one. Each view stays reachable as an attribute
-    (``lab.surgery``, ``lab.explorer``, ``lab.typographic``, ``lab.atlas``, ``lab.probe``); a
-    failure in a view shows in that view (its ``error``).
+    layer (its units open in the explorer tab; ``grid_options`` such as ``{"icon_steps": 32}`` go to
+    :class:`ActivationGridWidget`: its icons are most of its cost on a CPU), and with
+    ``head_images``, the attention heads of a ViT explained over those images. The grid and heads
+    tabs are built the first time they are selected (``lab.grid``, ``lab.heads`` are None until
+    then), so they cost nothing to a visitor who does not open them. ``probe`` is a
+    :class:`~clip_widgets.probe.ProbePath` or a function of no arguments that returns one. Each view
+    stays reachable as an attribute (``lab.surgery``, ``lab.explorer``, ``lab.typographic``,
+    ``lab.atlas``, ``lab.probe``); a failure in a view shows in that view (its ``error``).
 
     With ``background=True`` the constructor returns as soon as the CLIP Surgery, typographic and
     atlas tabs are ready, so a dashboard shows in seconds; the Neurons tab (with the examples it
@@ -78,6 +79,7 @@ class Lab(Reporting, ipywidgets.Tab):
         typographic_text: str = "iPod",
         explorer_layer: str | None = None,
         grid_layer: str | None = None,
+        grid_options: Mapping[str, Any] | None = None,
         head_images: Sequence[Any] | None = None,
         background: bool = False,
         **explorer_kw: Any,
@@ -88,7 +90,8 @@ class Lab(Reporting, ipywidgets.Tab):
         self._on_demand: dict[str, Callable[[], ipywidgets.Widget]] = {}
         if grid_layer is not None:
             session.layers[grid_layer]  # an unknown layer is an argument error now, not on first view  # noqa: B018
-            self._on_demand[GRID] = lambda: self._open_grid(session, image, grid_layer, labels)
+            options = grid_arguments(grid_options)
+            self._on_demand[GRID] = lambda: self._open_grid(session, image, grid_layer, labels, options)
         if head_images is not None:
             head_grid(session.model)  # a tower it cannot split is an argument error now
             self._on_demand[HEADS] = lambda: self._open_heads(session, head_images)
@@ -214,11 +217,24 @@ class Lab(Reporting, ipywidgets.Tab):
         child = self.children[self._tabs.index(title)]
         return child.children[0] if title in self._slots and child.children else child
 
-    def _open_grid(self, session: Any, image: Any, layer: str, labels: list[str]) -> ActivationGridWidget:
+    def _open_grid(self, session: Any, image: Any, layer: str, labels: list[str], options: dict[str, Any]
+                   ) -> ActivationGridWidget:  # fmt: skip
         self.grid = ActivationGridWidget(session, image, layer, classes=labels, explorer=self.explorer,
-                                         on_open=self._show_explorer)  # fmt: skip
+                                         on_open=self._show_explorer, **options)  # fmt: skip
         return self.grid
 
     def _open_heads(self, session: Any, images: Sequence[Any]) -> HeadExplorer:
         self.heads = HeadExplorer(session, images, background=True)
         return self.heads
+
+
+GRID_OPTIONS = ("top", "icon_steps", "icon_px")
+
+
+def grid_arguments(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``grid_options`` checked now: a misspelt option is an argument error, not a failure on first view."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(GRID_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown grid_options {unknown}; the options are {list(GRID_OPTIONS)}")
+    return options

@@ -24,6 +24,7 @@ CELLS = [
     "scenes = [draw_scene(k, spec=[('red', 'star')], word_probability=0.0).image for k in range(8)]\n"
     "lab = Lab(session, draw_scene(3, spec=[('red', 'star'), ('blue', 'circle')], word_probability=0.0).image,\n"
     "          ['a red star', 'a blue circle'], grid_layer='blocks.4', head_images=scenes,\n"
+    "          grid_options={'icon_steps': 8},\n"  # the icons' look is the grid test's; these draw in seconds
     "          steps=2, facets=1, vocabulary=['red'])\n"
     "display(lab)",
     "lab.grid.wait(120)\nlab.heads.wait(120)\n"
