@@ -36,9 +36,13 @@ def layout(
         raise ValueError(f"a layout needs at least 4 activations, got {len(data)}")
     reducer = umap.UMAP(n_neighbors=min(n_neighbors, len(data) - 1), min_dist=min_dist, metric="cosine",
                         random_state=seed, n_jobs=1 if seed is not None else -1)  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*n_jobs value.*")
-        coords = reducer.fit_transform(data)
+    threads = torch.get_num_threads()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*n_jobs value.*")
+            coords = reducer.fit_transform(data)
+    finally:  # numba's OpenMP pool resets the one torch shares to every core: give torch back its own
+        torch.set_num_threads(threads)
     return normalize_layout(coords, clip, uniform)
 
 

@@ -122,6 +122,18 @@ def test_layout_puts_similar_activations_together():
     assert np.mean(adjacent) > np.mean(random_pairs) + 0.2
 
 
+def test_layout_leaves_torchs_thread_count_as_it_found_it():
+    # numba's OpenMP pool, which torch shares, is set to every core when UMAP runs in it
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 3):
+            torch.set_num_threads(threads)
+            layout(np.random.default_rng(threads).normal(size=(64, 8)).astype(np.float32))
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_normalize_layout_clips_outliers():
     coords = np.concatenate([np.random.default_rng(1).uniform(size=(98, 2)), [[100.0, -100.0], [-50.0, 60.0]]])
     out = normalize_layout(coords, clip=0.02)
