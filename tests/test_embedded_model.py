@@ -226,15 +226,21 @@ def right(read: list[str], part: slice = slice(None)) -> int:
     return sum(r.split()[part] == c.split()[part] for r, c in zip(read, SIX_CLASSES * 2, strict=True))
 
 
-def test_the_robust_model_draws_classes_that_both_kinds_of_network_read():
-    """Adversarial training (README) makes gradient ascent draw the class: the robust model's
-    class images are classified right by world-rn and by both ViTs, networks that never saw them
-    being made: the ResNets 11 and 11 of these 12, the ViTs 9 and 8 (one torch thread, as the
-    tests run; the ViTs 11 and 12 with two threads). Upright (``turns=False``) the ViTs read 11 and
-    11 with one thread but 7 and 8 with two: on these images the turns weigh less than the order
-    of float sums, unlike on world-rn's (below)."""
+@pytest.mark.parametrize("maker", ["world-rn-robust", "world-rn"])
+def test_a_resnets_class_images_are_read_by_both_kinds_of_network(maker):
+    """A ResNet's class images are classified right by the other ResNet and by both ViTs,
+    networks that never saw them being made (one torch thread, as the tests run).
+
+    world-rn-robust's (adversarial training makes gradient ascent draw the class, README): the
+    ResNets read 11 and 11 of these 12, the ViTs 9 and 8 (11 and 12 with two threads); upright
+    (``turns=False``) the ViTs read 11 and 11 with one thread but 7 and 8 with two: on these
+    images the turns weigh less than the order of float sums.
+
+    world-rn's: the ResNets 12 and 12 with either thread count, the ViTs 10 and 10 (8 and 9 with
+    two threads); upright 6 and 7 (5 and 6): the ResNets' ragged stars and crosses are what
+    turning draws as outlines."""
     readers = ["world-rn", "world-rn-robust", "world-vit", "world-vit-robust"]
-    read = class_images_read(ModelSession.load("world-rn-robust", device="cpu"), readers)
+    read = class_images_read(ModelSession.load(maker, device="cpu"), readers)
     for name in readers[:2]:
         assert right(read[name]) >= 10, (name, read[name])
     for name in readers[2:]:
@@ -250,19 +256,6 @@ def test_class_images_drawn_on_an_empty_ground_cross_from_the_vit_to_a_resnet():
     for name, classes in read.items():
         assert right(classes, slice(0, 1)) >= 9, (name, classes)
     assert right(read["world-rn"]) >= 5, read["world-rn"]
-
-
-def test_world_rn_draws_classes_the_other_resnet_and_the_vits_read():
-    """world-rn's class images are read right by itself and by world-rn-robust (12 of 12 with
-    either thread count) and by the ViTs 10 and 10 of 12 with one thread, 8 and 9 with two
-    (upright, ``turns=False``: 6 and 7, and 5 and 6; the ResNets' ragged stars and crosses are
-    what turning draws as outlines)."""
-    readers = ["world-rn", "world-rn-robust", "world-vit", "world-vit-robust"]
-    read = class_images_read(ModelSession.load("world-rn", device="cpu"), readers)
-    for name in readers[:2]:
-        assert right(read[name]) >= 10, (name, read[name])
-    for name in readers[2:]:
-        assert right(read[name]) >= 7, (name, read[name])
 
 
 def test_the_robust_vit_draws_classes_both_resnets_read():
