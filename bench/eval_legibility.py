@@ -29,7 +29,8 @@ and a fixed spectral slope) instead of the default phase image, whose mean colou
 (both draw the same random crops); ``--tilt T`` frees the spectral slope by up to T too;
 ``--alpha C`` gives the pictures an alpha channel whose mean opacity costs C of the score's size;
 ``--spectrum STYLE`` keeps the mean amplitude spectrum of 400 world scenes in that style instead
-of the photographs' power law (MACO keeps its training set's).
+of the photographs' power law (MACO keeps its training set's). ``--views V`` averages each
+step's gradient over V random draws (MACO's crops per step), for class images and units.
 Prints the share of units that pass, per maker and reader.
 --save DIR writes the image grids, --json the figures.
 """
@@ -68,9 +69,9 @@ SCENE_SEED = 3 * 10**9  # seeds no training run draws
 SPECTRUM_SEED = 5 * 10**9  # the scenes whose spectrum --spectrum keeps
 
 
-def make_images(session: ModelSession, method: str, steps: int | None, seed: int = 0) -> np.ndarray:
+def make_images(session: ModelSession, method: str, steps: int | None, seed: int = 0, views: int = 1) -> np.ndarray:
     prompts = [class_prompt(c) for c in CLASSES]
-    kw = {"steps": steps} if steps else {}
+    kw = {"views": views, **({"steps": steps} if steps else {})}
     if method == "class_image":
         return class_image(session, prompts, seed=seed, progress=False, **kw).images
     if method == "upright":
@@ -140,7 +141,8 @@ def unit_parameterization(side: int, engine: dict, alpha: float | None):
 
 def unit_legibility(makers: dict, readers: dict, units: int, steps: int | None, save: Path | None,
                     facets: int = 1, composite: bool = False, maco: bool = False,
-                    tilt: float = 0.0, spectrum: str | None = None, alpha: float | None = None) -> dict:  # fmt: skip
+                    tilt: float = 0.0, spectrum: str | None = None, alpha: float | None = None,
+                    views: int = 1) -> dict:  # fmt: skip
     scenes = [draw_scene(SCENE_SEED + k, style="varied").image for k in range(600)]
     rng = np.random.default_rng(0)
     random_sets = [rng.choice(len(scenes), 9, replace=False) for _ in range(20)]
@@ -148,7 +150,7 @@ def unit_legibility(makers: dict, readers: dict, units: int, steps: int | None, 
     for maker, session in makers.items():
         layer = LATE_LAYER[session.layers.architecture]
         responses = unit_responses(session, layer, scenes, units)
-        kw = {"steps": steps} if steps else {}
+        kw = {"views": views, **({"steps": steps} if steps else {})}
         side = session.image_size[0]
         engine = dict(MACO_AS_PUBLISHED) if maco else {"tilt": tilt}
         if spectrum:  # the mean spectrum of the world's scenes instead of the photographs' power law
@@ -215,6 +217,7 @@ def main() -> None:
         default=None,
         help="units: keep the mean spectrum of the world's scenes in this style (MACO's recipe)",
     )
+    parser.add_argument("--views", type=int, default=1, help="random draws averaged per step (MACO's crops per step)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (pin them for steady figures)")
     parser.add_argument("--save", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
@@ -231,7 +234,7 @@ def main() -> None:
         print(f"# {method}: rows made the images, columns read them (30 classes, chance 0.033)")
         print(f"{'':<18}" + "".join(f"{Path(n).name:>18}" for n in sessions))
         for maker, session in sessions.items():
-            images = make_images(session, method, args.steps, args.seed)
+            images = make_images(session, method, args.steps, args.seed, args.views)
             if args.save:
                 grid(images).save(args.save / f"{method}-{Path(maker).name}.png")
             row = {}
@@ -242,7 +245,7 @@ def main() -> None:
             print(f"{Path(maker).name:<18}" + "".join(f"{row[r]:>18.2f}" for r in sessions))
     if args.units:
         results |= unit_legibility(sessions, sessions, args.units, args.steps, args.save, args.facets, args.composite,
-                                  args.maco, args.tilt, args.spectrum, args.alpha)  # fmt: skip
+                                  args.maco, args.tilt, args.spectrum, args.alpha, args.views)  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -27,7 +27,7 @@ from clip_widgets.featvis.param import (
     image,
     random_backgrounds,
 )
-from clip_widgets.featvis.render import to_uint8
+from clip_widgets.featvis.render import ActivationReader, to_uint8
 from clip_widgets.featvis.transform import (
     compose,
     jitter,
@@ -473,6 +473,37 @@ def test_render_is_reproducible_streams_frames_and_can_be_interrupted(vit):
     early = render(vit, objective, batch=2, steps=100, progress=False, should_stop=lambda: next(calls) >= 2)
     assert early.interrupted and early.steps == 3
     assert [p.requires_grad for p in vit.model.parameters()] == grad_flags  # restored after rendering
+
+
+def test_render_averages_each_steps_gradient_over_its_views(vit):
+    """``views`` random draws a step, the gradient their mean: Adam's first step moves every
+    pixel by ``lr`` against the sign of the mean gradient, which a hand replay of the same draws
+    computes; the gradient of the last draw alone points elsewhere."""
+    objective = obj.channel("blocks.1", 0)
+    crop = random_crop(0.5, noise=0.05)
+    param = PixelImage(1, 32, 32, decorrelate=False, seed=0)
+    before = param.pixels.detach().clone()
+    result = render(vit, objective, param=param, transforms=[crop], views=3, steps=1, lr=0.01, seed=7, progress=False)
+    moved = param.pixels.detach() - before
+
+    replay = PixelImage(1, 32, 32, decorrelate=False, seed=0)
+    reader = ActivationReader(vit, objective)
+    generator = torch.Generator().manual_seed(7)
+    gradients, scores = [], []
+    for _ in range(3):
+        replay.pixels.grad = None
+        score = objective(reader(crop(replay.draw(generator), generator)))
+        score.sum().backward()
+        gradients.append(replay.pixels.grad.clone())
+        scores.append(float(score.detach()))
+    mean = torch.stack(gradients).mean(0)
+    clear = mean.abs() > 1e-3 * mean.abs().max()  # where the sign is not lost in rounding
+    assert (torch.sign(moved)[clear] == torch.sign(mean)[clear]).all()
+    torch.testing.assert_close(moved[clear].abs(), torch.full_like(moved[clear], 0.01), rtol=1e-3, atol=0)
+    assert (torch.sign(gradients[-1])[clear] != torch.sign(mean)[clear]).float().mean() > 0.1
+    assert result.scores == pytest.approx([np.mean(scores)], rel=1e-5)  # the mean over the views
+    with pytest.raises(ValueError, match="views must be at least 1, got 0"):
+        render(vit, objective, views=0, steps=1, progress=False)
 
 
 def test_render_stops_the_forward_pass_at_the_deepest_layer_needed(vit):

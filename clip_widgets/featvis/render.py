@@ -135,6 +135,7 @@ def render(
     steps: int = 256,
     lr: float | None = None,
     transforms: Sequence[Transform] | None = None,
+    views: int = 1,
     seed: int = 0,
     callback: FrameCallback | None = None,
     every: int = 16,
@@ -150,12 +151,17 @@ def render(
     (a :class:`~.param.TransparentImage` draws over random backgrounds and charges for opacity);
     the images returned are ``param()``.
     ``transforms`` default to :func:`~.transform.crop_transforms` (random crops and noise);
-    ``[]`` disables them, :func:`~.transform.standard_transforms` are lucid's.
+    ``[]`` disables them, :func:`~.transform.standard_transforms` are lucid's. ``views`` is how
+    many random draws (background and transforms) each step averages its gradient over, MACO's
+    crops per iteration: more views cost that many passes a step and leave less for the
+    optimizer to win from one lucky draw.
     ``callback`` receives frames every ``every`` steps and at the end; ``should_stop()`` returning
     true ends the loop early like an interrupt. Same seed and inputs, same images.
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
+    if views < 1:
+        raise ValueError(f"views must be at least 1, got {views}")
     torch.manual_seed(seed)  # seeds anything an objective or model draws at random
     generator = torch.Generator().manual_seed(seed)
     if param is None:
@@ -175,22 +181,25 @@ def render(
     with _frozen(session.model):
         try:
             for step in range(steps):
-                images = param.draw(generator)
-                images.retain_grad()
-                drawn = images
-                for t in transform_list:
-                    images = t(images, generator)
-                score = objective(reader(images))
-                if score.shape != (param.batch,):
-                    raise ValueError(
-                        f"objective {objective.name} gave scores of shape {tuple(score.shape)}, "
-                        f"expected ({param.batch},): one per image"
-                    )
                 optimizer.zero_grad(set_to_none=True)
-                (-(score - param.cost(score.detach())).sum()).backward()
-                moved += drawn.grad.detach().abs().sum(1)
+                total = torch.zeros(param.batch, device=session.device)
+                for _ in range(views):  # gradients add up over the views; each is weighted 1/views
+                    images = param.draw(generator)
+                    images.retain_grad()
+                    drawn = images
+                    for t in transform_list:
+                        images = t(images, generator)
+                    score = objective(reader(images))
+                    if score.shape != (param.batch,):
+                        raise ValueError(
+                            f"objective {objective.name} gave scores of shape {tuple(score.shape)}, "
+                            f"expected ({param.batch},): one per image"
+                        )
+                    (-(score - param.cost(score.detach())).sum() / views).backward()
+                    moved += drawn.grad.detach().abs().sum(1)
+                    total += score.detach()
                 optimizer.step()
-                scores = score.detach().cpu().numpy().astype(np.float32)
+                scores = (total / views).cpu().numpy().astype(np.float32)
                 history.append(scores)
                 done = step + 1
                 bar.update(1)
