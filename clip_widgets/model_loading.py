@@ -1,6 +1,7 @@
 """Reading models from names, configs and checkpoint files: device and dtype choice, config
-helpers, and safe state-dict loading (weights-only pickles and safetensors; anything that needs a
-full unpickler is refused). :class:`clip_widgets.ModelSession` is built on these."""
+helpers, safe state-dict loading (weights-only pickles and safetensors; anything that needs a
+full unpickler is refused), and the :class:`ModelParts` each source gives.
+:class:`clip_widgets.ModelSession`'s constructors are built on these."""
 
 from __future__ import annotations
 
@@ -13,16 +14,21 @@ import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import open_clip
 import torch
 from torch import nn
 
 from .errors import UnsafeCheckpointError
+from .testing import TINY_CONFIGS
 
-__all__ = ["build_from_config", "check_model_name", "close_matches", "load_state_dict_file", "load_weights",
-           "resolve_device", "resolve_dtype", "split_config", "tokenizer_for_config"]  # fmt: skip
+__all__ = ["ModelParts", "build_from_config", "check_model_name", "checkpoint_parts", "close_matches", "config_parts",
+           "load_state_dict_file", "load_weights", "pretrained_parts", "resolve_device", "resolve_dtype",
+           "split_config", "tokenizer_for_config"]  # fmt: skip
+
+HUB_SCHEMAS = ("hf-hub:", "local-dir:")
+"""Name prefixes open_clip resolves itself (a Hugging Face repository, a local directory)."""
 
 _DTYPES = {
     "float32": torch.float32,
@@ -215,3 +221,107 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Any) ->
         examples = ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in bad[:3])
         raise ValueError(f"checkpoint {path} has {len(bad)} tensors of the wrong shape: {examples}")
     model.load_state_dict(state, strict=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# What each source gives a session
+# ---------------------------------------------------------------------------------------------
+
+
+class ModelParts(NamedTuple):
+    """A model on the CPU in float32 and what feeding it takes; ``ModelSession(**parts._asdict())``."""
+
+    model: nn.Module
+    tokenizer: Any
+    preprocess_cfg: dict
+    name: str
+
+
+def _cache(cache_dir: str | os.PathLike | None) -> str | None:
+    return None if cache_dir is None else str(cache_dir)
+
+
+def pretrained_parts(name: str, pretrained: str | None, cache_dir: str | os.PathLike | None = None) -> ModelParts:
+    """An open_clip hub model: ``name`` from ``open_clip.list_models()`` and a pretrained tag
+    (default ``"openai"`` when it has one, else its first), or an ``hf-hub:``/``local-dir:`` name.
+    Unknown names and tags raise naming the close matches and the valid tags."""
+    if name.startswith(HUB_SCHEMAS):
+        tag = None
+    else:
+        check_model_name(name)
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        if not tags:
+            raise ValueError(
+                f"{name!r} has no pretrained weights in open_clip; use "
+                f"ModelSession.from_checkpoint(path, {name!r}) for your own weights"
+            )
+        tag = pretrained if pretrained is not None else ("openai" if "openai" in tags else tags[0])
+        if tag not in tags:
+            close = close_matches(tag, tags, n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(
+                f"unknown pretrained tag {tag!r} for {name} (and not an existing file).{hint} "
+                f"Available tags: {', '.join(tags)}"
+            )
+    label = f"{name}:{tag}" if tag else name
+    try:
+        model, _, _ = open_clip.create_model_and_transforms(
+            name, pretrained=tag, device="cpu", cache_dir=_cache(cache_dir)
+        )
+    except RuntimeError as e:
+        raise RuntimeError(
+            f"could not load pretrained weights for {label}: {e}. open_clip downloads them on first use "
+            "and caches them; without network access, put the file in the cache (cache_dir) or use "
+            "ModelSession.from_checkpoint with a local file."
+        ) from e
+    tokenizer = open_clip.get_tokenizer(name, cache_dir=_cache(cache_dir))
+    return ModelParts(model, tokenizer, dict(open_clip.get_model_preprocess_cfg(model)), label)
+
+
+def config_parts(config: dict | str, *, seed: int | None = 0, name: str | None = None,
+                 preprocess_cfg: dict | None = None) -> ModelParts:  # fmt: skip
+    """A randomly initialised model from an open_clip config dict, a name in ``TINY_CONFIGS`` or
+    an architecture in ``open_clip.list_models()``; seeded without touching the global RNG."""
+    label = name
+    if isinstance(config, str):
+        if config in TINY_CONFIGS:
+            label = label or config
+            config = TINY_CONFIGS[config]
+        elif config in open_clip.list_models():
+            label = label or f"{config} (random weights)"
+            config = open_clip.get_model_config(config)
+        else:
+            close = close_matches(config, [*TINY_CONFIGS, *open_clip.list_models()], n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(
+                f"unknown config {config!r}.{hint} Built-in configs: {', '.join(TINY_CONFIGS)}; "
+                "or any name in open_clip.list_models()"
+            )
+    model_cfg, pp = split_config(config)
+    pp.update(preprocess_cfg or {})
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = build_from_config(model_cfg)
+    return ModelParts(model, tokenizer_for_config(model_cfg), pp, label or "custom")
+
+
+def checkpoint_parts(path: str | os.PathLike, config: dict | str, *, preprocess_cfg: dict | None = None) -> ModelParts:
+    """Weights from a local file (see :func:`load_state_dict_file`) in the architecture ``config``:
+    an open_clip model name, a name in ``TINY_CONFIGS`` or a config dict."""
+    path = Path(path).expanduser()
+    state = load_state_dict_file(path)
+    if isinstance(config, str) and config not in TINY_CONFIGS:
+        check_model_name(config)
+        model = open_clip.create_model(config, pretrained=None, device="cpu", pretrained_text=False)
+        pp = dict(open_clip.get_model_preprocess_cfg(model))
+        tokenizer = open_clip.get_tokenizer(config)
+        label = f"{config}:{path.name}"
+    else:
+        label = f"{config}:{path.name}" if isinstance(config, str) else path.name
+        model_cfg, pp = split_config(TINY_CONFIGS[config] if isinstance(config, str) else config)
+        model = build_from_config(model_cfg)
+        tokenizer = tokenizer_for_config(model_cfg)
+    pp.update(preprocess_cfg or {})
+    load_weights(model, state, path)
+    return ModelParts(model, tokenizer, pp, label)

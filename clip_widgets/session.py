@@ -35,15 +35,13 @@ from torch import nn
 from .images import load_image, transform_image
 from .layers import LayerRegistry
 from .model_loading import (
-    build_from_config,
-    check_model_name,
-    close_matches,
+    HUB_SCHEMAS,
+    checkpoint_parts,
+    config_parts,
     load_state_dict_file,
-    load_weights,
+    pretrained_parts,
     resolve_device,
     resolve_dtype,
-    split_config,
-    tokenizer_for_config,
 )
 from .testing import TINY_CONFIGS
 
@@ -60,7 +58,6 @@ DEFAULT_TEMPLATES: tuple[str, ...] = (
 """Generic prompt templates for prompt ensembling; each has one ``{}`` for the label."""
 
 _TEXT_BATCH = 1024  # token sequences per text-tower call; bounds memory for huge label sets
-_SCHEMAS = ("hf-hub:", "local-dir:")
 EMBEDDED_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = "world-vit"
 """The embedded model: trained on the shapes world of :mod:`clip_widgets.world` and CIFAR-10
@@ -152,40 +149,8 @@ class ModelSession:
         """
         if pretrained is not None and Path(os.fspath(pretrained)).expanduser().is_file():
             return cls.from_checkpoint(pretrained, name, device=device, dtype=dtype)
-        device_ = resolve_device(device)
-        if name.startswith(_SCHEMAS):
-            tag = None
-        else:
-            check_model_name(name)
-            tags = open_clip.list_pretrained_tags_by_model(name)
-            if not tags:
-                raise ValueError(
-                    f"{name!r} has no pretrained weights in open_clip; use "
-                    f"ModelSession.from_checkpoint(path, {name!r}) for your own weights"
-                )
-            tag = pretrained if pretrained is not None else ("openai" if "openai" in tags else tags[0])
-            if tag not in tags:
-                close = close_matches(tag, tags, n=3)
-                hint = f" Did you mean {', '.join(close)}?" if close else ""
-                raise ValueError(
-                    f"unknown pretrained tag {tag!r} for {name} (and not an existing file).{hint} "
-                    f"Available tags: {', '.join(tags)}"
-                )
-        try:
-            model, _, _ = open_clip.create_model_and_transforms(
-                name, pretrained=tag, device="cpu", cache_dir=None if cache_dir is None else str(cache_dir)
-            )
-        except RuntimeError as e:
-            what = f"{name}:{tag}" if tag else name
-            raise RuntimeError(
-                f"could not load pretrained weights for {what}: {e}. open_clip downloads them on first use "
-                "and caches them; without network access, put the file in the cache (cache_dir) or use "
-                "ModelSession.from_checkpoint with a local file."
-            ) from e
-        preprocess_cfg = dict(open_clip.get_model_preprocess_cfg(model))
-        tokenizer = open_clip.get_tokenizer(name, cache_dir=None if cache_dir is None else str(cache_dir))
-        label = f"{name}:{tag}" if tag else name
-        return cls(model, tokenizer=tokenizer, preprocess_cfg=preprocess_cfg, name=label, device=device_, dtype=dtype)
+        device_ = resolve_device(device)  # before the download: a bad device fails fast
+        return cls(**pretrained_parts(name, pretrained, cache_dir)._asdict(), device=device_, dtype=dtype)
 
     @classmethod
     def from_config(
@@ -206,35 +171,8 @@ class ModelSession:
         entry (or be an ``open_clip_config.json`` layout with ``model_cfg``/``preprocess_cfg``) to set
         the normalization. Initialisation is seeded without touching the global RNG state.
         """
-        label = name
-        if isinstance(config, str):
-            if config in TINY_CONFIGS:
-                label = label or config
-                config = TINY_CONFIGS[config]
-            elif config in open_clip.list_models():
-                label = label or f"{config} (random weights)"
-                config = open_clip.get_model_config(config)
-            else:
-                close = close_matches(config, [*TINY_CONFIGS, *open_clip.list_models()], n=3)
-                hint = f" Did you mean {', '.join(close)}?" if close else ""
-                raise ValueError(
-                    f"unknown config {config!r}.{hint} Built-in configs: {', '.join(TINY_CONFIGS)}; "
-                    "or any name in open_clip.list_models()"
-                )
-        model_cfg, pp = split_config(config)
-        pp.update(preprocess_cfg or {})
-        with torch.random.fork_rng(devices=[]):
-            if seed is not None:
-                torch.manual_seed(seed)
-            model = build_from_config(model_cfg)
-        return cls(
-            model,
-            tokenizer=tokenizer_for_config(model_cfg),
-            preprocess_cfg=pp,
-            name=label or "custom",
-            device=device,
-            dtype=dtype,
-        )
+        parts = config_parts(config, seed=seed, name=name, preprocess_cfg=preprocess_cfg)
+        return cls(**parts._asdict(), device=device, dtype=dtype)
 
     @classmethod
     def from_checkpoint(
@@ -252,26 +190,8 @@ class ModelSession:
         ``torch.load(weights_only=True)``, refusing anything that needs a full pickle. State dicts
         nested under ``"state_dict"`` or ``"model"`` and ``module.`` prefixes are handled.
         """
-        path = Path(path).expanduser()
-        state = load_state_dict_file(path)
-        if isinstance(config, str) and config not in TINY_CONFIGS:
-            check_model_name(config)
-            model = open_clip.create_model(config, pretrained=None, device="cpu", pretrained_text=False)
-            pp = dict(open_clip.get_model_preprocess_cfg(model))
-            tokenizer = open_clip.get_tokenizer(config)
-            label = f"{config}:{path.name}"
-        else:
-            if isinstance(config, str):
-                label = f"{config}:{path.name}"
-                config = TINY_CONFIGS[config]
-            else:
-                label = path.name
-            model_cfg, pp = split_config(config)
-            model = build_from_config(model_cfg)
-            tokenizer = tokenizer_for_config(model_cfg)
-        pp.update(preprocess_cfg or {})
-        load_weights(model, state, path)
-        return cls(model, tokenizer=tokenizer, preprocess_cfg=pp, name=label, device=device, dtype=dtype)
+        parts = checkpoint_parts(path, config, preprocess_cfg=preprocess_cfg)
+        return cls(**parts._asdict(), device=device, dtype=dtype)
 
     @classmethod
     def embedded_models(cls) -> list[str]:
@@ -320,7 +240,7 @@ class ModelSession:
             return cls.from_embedded(spec_str, **kw)  # an export directory, relative or absolute
         if spec_str in TINY_CONFIGS:
             return cls.from_config(spec_str, **kw)
-        if spec_str.startswith(_SCHEMAS):
+        if spec_str.startswith(HUB_SCHEMAS):
             return cls.from_pretrained(spec_str, **kw)
         if Path(spec_str).expanduser().is_file() or spec_str.endswith(_CHECKPOINT_SUFFIXES):
             config = kw.pop("config", None)

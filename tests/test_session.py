@@ -13,8 +13,8 @@ from open_clip.constants import IMAGENET_MEAN, IMAGENET_STD, OPENAI_DATASET_MEAN
 from PIL import Image
 from safetensors.torch import save_file
 
-import clip_widgets.session as session_mod
 from clip_widgets.errors import UnsafeCheckpointError
+from clip_widgets.model_loading import tokenizer_for_config
 from clip_widgets.session import DEFAULT_TEMPLATES, ModelSession, resolve_device, resolve_dtype
 from clip_widgets.testing import TINY_VIT, tiny_config
 
@@ -341,7 +341,7 @@ def test_load_dispatch(monkeypatch):
 def test_tokenizer_follows_config_context_length(vit_session):
     assert isinstance(vit_session.tokenizer, open_clip.tokenizer.SimpleTokenizer)
     assert vit_session.tokenizer(["hello"]).shape == (1, TINY_VIT["text_cfg"]["context_length"])
-    assert session_mod.tokenizer_for_config({"text_cfg": {}}).context_length == 77
+    assert tokenizer_for_config({"text_cfg": {}}).context_length == 77
 
 
 def test_from_config_builds_any_open_clip_architecture_with_random_weights():
