@@ -203,13 +203,14 @@ def test_feature_visualization_raises_units_above_noise_and_real_scenes(session)
 SIX_CLASSES = ["red circle", "green star", "blue triangle", "yellow square", "purple cross", "orange circle"]
 
 
-def class_images_read(maker: ModelSession, readers: list[str], **kw) -> dict[str, list[str]]:
-    """``class_image`` of :data:`SIX_CLASSES` on ``maker`` with two seeds (one optimization can
-    flip a class, and does with the thread count), classified zero-shot by each reader."""
+def class_images_read(maker: ModelSession, readers: list[str], times: int = 2, **kw) -> dict[str, list[str]]:
+    """``class_image`` of :data:`SIX_CLASSES` on ``maker``, each class ``times`` from its own start
+    (one optimization can flip a class, and does with the thread count), in one batch,
+    classified zero-shot by each reader."""
     from clip_widgets.generate import class_image
 
-    prompts = [class_prompt(c) for c in SIX_CLASSES]
-    made = [image for seed in (0, 1) for image in class_image(maker, prompts, seed=seed, progress=False, **kw).images]
+    prompts = [class_prompt(c) for c in SIX_CLASSES] * times
+    made = class_image(maker, prompts, progress=False, **kw).images
     read = {}
     for name in readers:
         reader = ModelSession.load(name, device="cpu")
@@ -221,24 +222,25 @@ def class_images_read(maker: ModelSession, readers: list[str], **kw) -> dict[str
 
 
 def right(read: list[str], part: slice = slice(None)) -> int:
-    """How many of the two seeds' images are read as their class (``part`` of the words: the colour
-    with ``slice(0, 1)``)."""
-    return sum(r.split()[part] == c.split()[part] for r, c in zip(read, SIX_CLASSES * 2, strict=True))
+    """How many of the images are read as their class (``part`` of the words: the colour with
+    ``slice(0, 1)``)."""
+    return sum(r.split()[part] == c.split()[part] for r, c in zip(read, SIX_CLASSES * 2, strict=False))
 
 
 @pytest.mark.parametrize("maker", ["world-rn-robust", "world-rn"])
 def test_a_resnets_class_images_are_read_by_both_kinds_of_network(maker):
     """A ResNet's class images are classified right by the other ResNet and by both ViTs,
-    networks that never saw them being made (one torch thread, as the tests run).
+    networks that never saw them being made (six classes twice each, one torch thread, as the
+    tests run).
 
     world-rn-robust's (adversarial training makes gradient ascent draw the class, README): the
-    ResNets read 11 and 11 of these 12, the ViTs 9 and 8 (11 and 12 with two threads); upright
-    (``turns=False``) the ViTs read 11 and 11 with one thread but 7 and 8 with two: on these
-    images the turns weigh less than the order of float sums.
+    ResNets read 11 and 11 of these 12, the ViTs 9 and 9; upright (``turns=False``) 10 and 10.
+    Drawn as two six-image batches, the ViTs read 9 and 8 turned, 11 and 11 upright, and with
+    two threads the reverse: on these images the turns weigh less than the order of float sums.
 
-    world-rn's: the ResNets 12 and 12 with either thread count, the ViTs 10 and 10 (8 and 9 with
-    two threads); upright 6 and 7 (5 and 6): the ResNets' ragged stars and crosses are what
-    turning draws as outlines."""
+    world-rn's: the ResNets 12 and 12, the ViTs 8 and 9; upright 3 and 4 (as two batches: 10 and
+    10, upright 6 and 7): the ResNets' ragged stars and crosses are what turning draws as
+    outlines."""
     readers = ["world-rn", "world-rn-robust", "world-vit", "world-vit-robust"]
     read = class_images_read(ModelSession.load(maker, device="cpu"), readers)
     for name in readers[:2]:
@@ -248,24 +250,30 @@ def test_a_resnets_class_images_are_read_by_both_kinds_of_network(maker):
 
 
 def test_class_images_drawn_on_an_empty_ground_cross_from_the_vit_to_a_resnet():
-    """world-vit's class images with the default alpha channel show their colour, and often their
-    class, to the ResNets (colours 12 of 12 by each, classes 8 with one thread, 9 with two);
-    without it (kind="phase") each ResNet reads 1 of the 12 and gets 3 to 5 of their colours
-    wrong: the frame fills with texture only world-vit reads."""
-    read = class_images_read(ModelSession.load("world-vit", device="cpu"), ["world-rn", "world-rn-robust"])
+    """world-vit's class images with the default alpha channel and four draws a step show their
+    colour and mostly their class to the ResNets: one of each of the six classes (four passes a
+    step make a ViT's class images the slowest of these tests) gives colours 6 of 6 and classes
+    5 of 6 to each (one thread). Twice each: colours 12 of 12, classes 9 and 9; upright 10 and 9;
+    with one draw a step, the default before, classes 8 and 8. Without the alpha (kind="phase")
+    the ResNets read 4 and 5 of 12 (one draw: 1 and 1, 3 to 5 colours wrong): the frame fills
+    with texture only world-vit reads."""
+    read = class_images_read(ModelSession.load("world-vit", device="cpu"), ["world-rn", "world-rn-robust"], times=1)
     for name, classes in read.items():
-        assert right(classes, slice(0, 1)) >= 9, (name, classes)
-    assert right(read["world-rn"]) >= 5, read["world-rn"]
+        assert right(classes, slice(0, 1)) >= 5, (name, classes)
+        assert right(classes) >= 4, (name, classes)
 
 
 def test_the_robust_vit_draws_classes_both_resnets_read():
     """world-vit-robust (world-vit fine-tuned on adversarial scenes at a small radius, README)
-    draws class images that each ResNet reads right: 8 or more of 12 (six classes, two seeds;
-    measured 10 and 10, upright 11 and 11, with one thread), where world-vit's own give 8 and 8,
-    and its images without the alpha channel 1."""
-    read = class_images_read(ModelSession.load("world-vit-robust", device="cpu"), ["world-rn", "world-rn-robust"])
+    draws class images that each ResNet reads right: one of each of the six classes, 6 of 6 by
+    each (one thread). Twice each: 11 and 12; upright 10 and 11; with one draw a step, the
+    default before, 10 and 10, where world-vit's own give 9 and 9, and its images without the
+    alpha channel 6 and 3."""
+    read = class_images_read(
+        ModelSession.load("world-vit-robust", device="cpu"), ["world-rn", "world-rn-robust"], times=1
+    )
     for name, classes in read.items():
-        assert right(classes) >= 8, (name, classes)
+        assert right(classes) >= 5, (name, classes)
 
 
 def test_atlas_attribution_points_to_the_class_of_the_images(session, tmp_path):

@@ -46,6 +46,15 @@ def test_class_image_passes_options_to_its_parameterization(vit_session):
         class_image(vit_session, "a red circle", steps=2, alpha_sharpness=1.0, progress=False)
 
 
+def test_class_images_average_over_the_views_their_image_tower_takes(vit_session, resnet_session):
+    """Four draws a step on a ViT, one on a ResNet (CLASS_IMAGE_VIEWS), unless views= says."""
+    for session, views in ((vit_session, 4), (resnet_session, 1)):
+        made = lambda **kw: class_image(session, "a red circle", steps=3, progress=False, **kw).images  # noqa: E731, B023
+        default = made()
+        assert np.array_equal(default, made(views=views)), session.architecture
+        assert not np.array_equal(default, made(views=5 - views)), session.architecture
+
+
 def test_class_images_are_seen_turned_and_through_crops_no_smaller_than_the_default(vit_session):
     from clip_widgets.featvis.transform import crop_transforms, random_dihedral
     from clip_widgets.generate import CLASS_IMAGE_CROP

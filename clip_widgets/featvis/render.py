@@ -153,8 +153,8 @@ def render(
     ``transforms`` default to :func:`~.transform.crop_transforms` (random crops and noise);
     ``[]`` disables them, :func:`~.transform.standard_transforms` are lucid's. ``views`` is how
     many random draws (background and transforms) each step averages its gradient over, MACO's
-    crops per iteration: more views cost that many passes a step and leave less for the
-    optimizer to win from one lucky draw.
+    crops per iteration: they go through the model as one batch, so memory and time grow with
+    them, and they leave less for the optimizer to win from one lucky draw.
     ``callback`` receives frames every ``every`` steps and at the end; ``should_stop()`` returning
     true ends the loop early like an interrupt. Same seed and inputs, same images.
     """
@@ -182,22 +182,33 @@ def render(
         try:
             for step in range(steps):
                 optimizer.zero_grad(set_to_none=True)
-                total = torch.zeros(param.batch, device=session.device)
-                for _ in range(views):  # gradients add up over the views; each is weighted 1/views
+                drawn, seen = [], []
+                for _ in range(views):
                     images = param.draw(generator)
                     images.retain_grad()
-                    drawn = images
+                    drawn.append(images)
                     for t in transform_list:
                         images = t(images, generator)
-                    score = objective(reader(images))
+                    seen.append(images)
+                # every view in one pass through the tower; the objective scores each view's slice
+                activations = reader(torch.cat(seen))
+                loss, total = 0.0, torch.zeros(param.batch, device=session.device)
+                for view in range(views):
+                    part = {
+                        name: value[view * param.batch : (view + 1) * param.batch]
+                        for name, value in activations.items()
+                    }
+                    score = objective(part)
                     if score.shape != (param.batch,):
                         raise ValueError(
                             f"objective {objective.name} gave scores of shape {tuple(score.shape)}, "
                             f"expected ({param.batch},): one per image"
                         )
-                    (-(score - param.cost(score.detach())).sum() / views).backward()
-                    moved += drawn.grad.detach().abs().sum(1)
+                    loss = loss - (score - param.cost(score.detach())).sum()
                     total += score.detach()
+                (loss / views).backward()
+                for images in drawn:
+                    moved += images.grad.detach().abs().sum(1)
                 optimizer.step()
                 scores = (total / views).cpu().numpy().astype(np.float32)
                 history.append(scores)
