@@ -224,7 +224,8 @@ def class_images_read(maker: ModelSession, readers: list[str], times: int = 2, *
 def right(read: list[str], part: slice = slice(None)) -> int:
     """How many of the images are read as their class (``part`` of the words: the colour with
     ``slice(0, 1)``)."""
-    return sum(r.split()[part] == c.split()[part] for r, c in zip(read, SIX_CLASSES * 2, strict=False))
+    classes = SIX_CLASSES * (len(read) // len(SIX_CLASSES))
+    return sum(r.split()[part] == c.split()[part] for r, c in zip(read, classes, strict=True))
 
 
 @pytest.mark.parametrize("maker", ["world-rn-robust", "world-rn"])

@@ -192,13 +192,10 @@ def render(
                     seen.append(images)
                 # every view in one pass through the tower; the objective scores each view's slice
                 activations = reader(torch.cat(seen))
+                per_view = {name: value.split(param.batch) for name, value in activations.items()}
                 loss, total = 0.0, torch.zeros(param.batch, device=session.device)
                 for view in range(views):
-                    part = {
-                        name: value[view * param.batch : (view + 1) * param.batch]
-                        for name, value in activations.items()
-                    }
-                    score = objective(part)
+                    score = objective({name: parts[view] for name, parts in per_view.items()})
                     if score.shape != (param.batch,):
                         raise ValueError(
                             f"objective {objective.name} gave scores of shape {tuple(score.shape)}, "
