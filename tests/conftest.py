@@ -19,6 +19,17 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (scripts/test.sh runs a worker per core, ``--dist loadgroup``) tests that
+    share a server go to one worker, which starts it once: the browser tests' JupyterLab and
+    Chromium, and the Ray tests' cluster."""
+    for item in items:
+        if item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.xdist_group("browser"))
+        elif item.path.name == "test_ray_engine.py":
+            item.add_marker(pytest.mark.xdist_group("ray"))
+
+
 @pytest.fixture(scope="session")
 def vit_session() -> ModelSession:
     return ModelSession.from_config("tiny-vit", seed=0, device="cpu")
