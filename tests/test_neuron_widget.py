@@ -9,7 +9,7 @@ import torch
 import traitlets
 
 from clip_widgets.examples import collect_examples, crop_box, example_views, model_view, unit_maps
-from clip_widgets.featvis import evaluate
+from clip_widgets.featvis import evaluate, render
 from clip_widgets.featvis import objectives as obj
 from clip_widgets.featvis.param import PhaseImage
 from clip_widgets.textprobe import QUERY_SCORES, rank_words_by_image, units_for_text
@@ -225,3 +225,31 @@ def test_the_lab_gives_its_explorer_examples_of_world_scenes(vit_session):
     explorer.layer = "blocks.0"
     explorer.wait(60)
     assert explorer.examples is not None
+
+
+def test_fine_detail_redraws_the_unit_with_more_steps_of_several_draws(vit_session):
+    explorer = NeuronExplorer(vit_session, "blocks.1", 3, facets=2, steps=8, fine_steps=12, fine_views=2)
+    explorer.wait(60)
+    assert explorer.detail == "quick" and explorer.drawn_with == [8, 1]
+    quick = explorer.visualization.copy()
+    explorer.detail = "fine"
+    explorer.wait(60)
+    assert explorer.error == "" and explorer.drawn_with == [12, 2] and explorer.progress == pytest.approx(1.0)
+    assert explorer.visualization_of == ["blocks.1", 3]
+    # what render draws with the same objective, steps and draws a step
+    objective = obj.channel("blocks.1", 3) + 0.05 * obj.diversity("blocks.1")
+    expected = render(vit_session, objective, batch=2, steps=12, views=2, progress=False).images
+    np.testing.assert_array_equal(explorer.visualization, expected)
+    assert not np.array_equal(explorer.visualization, quick)
+    explorer.unit = 4  # units picked afterwards are drawn the same way
+    explorer.wait(60)
+    assert explorer.drawn_with == [12, 2] and explorer.visualization_of == ["blocks.1", 4]
+    explorer.detail = "quick"
+    explorer.wait(60)
+    assert explorer.drawn_with == [8, 1]
+    with pytest.raises(traitlets.TraitError):
+        explorer.detail = "best"
+    assert explorer.detail == "quick" and "best" in explorer.error
+    explorer.close()
+    with pytest.raises(ValueError, match="fine_steps and fine_views must be at least 1, got 256 and 0"):
+        NeuronExplorer(vit_session, "blocks.1", 3, fine_views=0)

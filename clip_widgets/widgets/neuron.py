@@ -30,6 +30,10 @@ def explorable_layers(session: Any) -> list[str]:
     return [n for n in session.layers.names if session.layers[n].kind in ("conv", "tokens", "vector")]
 
 
+FINE_STEPS, FINE_VIEWS = 256, 4
+"""``detail="fine"``: steps, and random draws averaged per step. Four draws a step at 256 steps
+gave the late units' pictures that the other models read best (README); each draw is a pass."""
+
 DEFAULT_VOCABULARY = (
     "red", "green", "blue", "yellow", "purple", "orange", "circle", "square", "triangle", "cross", "star",
     "cat", "dog", "car", "ship", "apple", "ipod", "bird", "truck", "plane", "horse", "frog", "deer",
@@ -46,6 +50,8 @@ class NeuronExplorer(WidgetBase):
     directory) from :func:`clip_widgets.examples.collect_examples`; without one, the examples
     panel stays empty. Examples collected from an in-memory iterable need it again as ``images``.
     It shows ``example_count`` examples as ``example_size`` px crops and ``word_count`` words.
+    Visualizations are drawn quickly (``steps`` steps of ``views`` random draws each) until
+    ``detail`` is ``"fine"``: then ``fine_steps`` of ``fine_views`` each, some ten times the work.
     Until a new unit's visualization, examples and words arrive, ``visualization_of``,
     ``examples_of`` and ``words_of`` still name the old one, and the view marks those panels
     stale. A unit outside the layer is refused, naming the valid range.
@@ -77,6 +83,12 @@ class NeuronExplorer(WidgetBase):
     """``[layer, unit]`` that ``visualization`` shows; empty before the first frame."""
     progress = traitlets.Float(0.0, min=0.0, max=1.0).tag(sync=True)
     """Progress of the running visualization, 0 to 1."""
+    detail = traitlets.Enum(("quick", "fine"), "quick").tag(sync=True)
+    """How visualizations are drawn: ``"quick"`` (the constructor's ``steps`` and ``views``) or
+    ``"fine"`` (``fine_steps`` and ``fine_views``: clearer pictures, some ten times slower).
+    Changing it redraws the unit shown; units picked after it are drawn the same way."""
+    drawn_with = traitlets.List(traitlets.Int()).tag(sync=True)
+    """``[steps, views]`` of the visualization running or last drawn."""
     example_set = traitlets.Enum(("top", "bottom"), "top").tag(sync=True)
     """Which dataset examples to show: ``"top"`` (the images that excite the unit most) or
     ``"bottom"`` (least)."""
@@ -128,6 +140,9 @@ class NeuronExplorer(WidgetBase):
         vocabulary: Sequence[str] = DEFAULT_VOCABULARY,
         facets: int = 4,
         steps: int = 96,
+        views: int = 1,
+        fine_steps: int = FINE_STEPS,
+        fine_views: int = FINE_VIEWS,
         diversity: float = 0.05,
         example_count: int = 8,
         example_size: int = 128,
@@ -140,7 +155,13 @@ class NeuronExplorer(WidgetBase):
         self._store = examples if examples is None or isinstance(examples, ExampleStore) else ExampleStore(examples)
         self._images = images
         self._vocabulary = text_list(vocabulary, "vocabulary")
-        self._facets, self._steps, self._diversity = int(facets), int(steps), float(diversity)
+        self._facets, self._diversity = int(facets), float(diversity)
+        self._draws = {"quick": (int(steps), int(views)), "fine": (int(fine_steps), int(fine_views))}
+        for name, (count, each) in self._draws.items():
+            if count < 1 or each < 1:
+                prefix = "" if name == "quick" else "fine_"
+                msg = f"{prefix}steps and {prefix}views must be at least 1, got {count} and {each}"
+                raise ValueError(msg)
         self._example_count, self._example_size = int(example_count), int(example_size)
         self._word_count = int(word_count)
         self._generation = 0
@@ -234,6 +255,12 @@ class NeuronExplorer(WidgetBase):
             how = QUERY_SCORES[text_query_method(self.layer)]
             self.query_heading = f"units of {self.layer} for \u201c{query}\u201d, by {how}"
 
+    @traitlets.observe("detail")
+    @entry_point
+    def _detail_changed(self, change: dict[str, Any]) -> None:
+        if getattr(self, "_ready", False) and self.unit < self.unit_count:
+            self._start_visualization()
+
     @traitlets.observe("example_set")
     @entry_point
     def _example_set_changed(self, change: dict[str, Any]) -> None:
@@ -299,6 +326,7 @@ class NeuronExplorer(WidgetBase):
                     self.visualization_of = [layer, unit]
                     self.progress, self.busy = 1.0, False
                 return
+        steps, views = self._draws[self.detail]
         objective = obj.channel(layer, unit)
         if self._facets > 1 and self._diversity:
             objective = objective + self._diversity * obj.diversity(layer)
@@ -312,12 +340,12 @@ class NeuronExplorer(WidgetBase):
                     with self.hold_sync():
                         self.visualization = images
                         self.visualization_of = [layer, unit]
-                        self.progress = step / max(self._steps, 1)
+                        self.progress = step / steps
 
         def work() -> None:
             try:
-                render(self._session, objective, batch=self._facets, steps=self._steps, callback=frame, every=8,
-                       progress=False, should_stop=stale)  # fmt: skip
+                render(self._session, objective, batch=self._facets, steps=steps, views=views, callback=frame,
+                       every=8, progress=False, should_stop=stale)  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - no caller to raise to: the banner is the report
                 if not stale():
                     self.report(exc)
@@ -325,7 +353,7 @@ class NeuronExplorer(WidgetBase):
                 if not stale():
                     self.busy = False
 
-        self.busy = True
-        self.progress = 0.0
+        with self.hold_sync():
+            self.busy, self.progress, self.drawn_with = True, 0.0, [steps, views]
         self._worker = threading.Thread(target=work, name="clip-widgets-featvis", daemon=True)
         self._worker.start()

@@ -59,11 +59,23 @@ function render({ model, el }) {
   const facets = h("div", { class: "cw-facets" });
   const progress = h("progress", { class: "cw-progress", max: "1", value: "0" });
   const progressText = h("span", { class: "cw-progress-text" });
+  // quick drafts while browsing; "fine" redraws with more steps and several draws a step
+  const detailButton = (detail, title) =>
+    h("button", { class: "cw-which cw-detail", type: "button", text: detail, "data-detail": detail, title });
+  const detailButtons = [
+    detailButton("quick", "quick drafts while browsing units"),
+    detailButton("fine", "redraw with more steps, each averaged over several random draws: clearer, some ten times slower"),
+  ];
+  const drawnWith = h("span", { class: "cw-drawn-with" });
+  const detailControls = h("div", { class: "cw-detail-controls" }, [
+    h("span", { class: "cw-toggle", role: "group", "aria-label": "visualization detail" }, detailButtons),
+    drawnWith,
+  ]);
   const examples = examplesPanel(model);
   const words = h("ol", { class: "cw-words" });
   const wordsNote = h("p", { class: "cw-words-note" });
   const panel = (name, title, children) => h("section", { class: `cw-panel ${name}` }, [h("h4", { text: title }), ...children]);
-  const visualizationPanel = panel("cw-visualization-panel", "feature visualization", [stage, progress, progressText, facets]);
+  const visualizationPanel = panel("cw-visualization-panel", "feature visualization", [stage, progress, progressText, facets, detailControls]);
   const examplesSection = panel("cw-examples-section", "dataset examples", [examples.element]);
   const wordsPanel = panel("cw-words-panel", "top words", [words, wordsNote]);
   const body = h("div", { class: "cw-body" }, [visualizationPanel, examplesSection, wordsPanel]);
@@ -180,6 +192,13 @@ function render({ model, el }) {
     if (queryInput.value !== query) queryInput.value = query;
   }
 
+  function drawDetail() {
+    const detail = model.get("detail");
+    for (const button of detailButtons) button.setAttribute("aria-pressed", String(button.dataset.detail === detail));
+    const [steps, views] = model.get("drawn_with") || [];
+    drawnWith.textContent = steps ? `${steps} steps × ${views} ${views === 1 ? "draw" : "draws"} each` : "";
+  }
+
   function drawBusy() {
     const busy = model.get("busy");
     const fraction = model.get("progress");
@@ -203,6 +222,13 @@ function render({ model, el }) {
   });
   previous.addEventListener("click", () => setUnit(stepUnit(currentUnit(), -1, model.get("unit_count"))));
   next.addEventListener("click", () => setUnit(stepUnit(currentUnit(), 1, model.get("unit_count"))));
+  for (const button of detailButtons) {
+    button.addEventListener("click", () => {
+      if (model.get("detail") === button.dataset.detail) return;
+      model.set("detail", button.dataset.detail);
+      model.save_changes();
+    });
+  }
   queryInput.addEventListener("keydown", (event) => {
     if (event.key !== "Enter") return;
     model.set("query", queryInput.value);
@@ -239,6 +265,7 @@ function render({ model, el }) {
     ["change:query_results change:query_heading", drawQueryResults],
     ["change:query", drawQuery],
     ["change:busy change:progress", drawBusy],
+    ["change:detail change:drawn_with", drawDetail],
     ["change:unit_label", drawUnitLabel],
     ["change:error", banner.update],
   ];
@@ -251,6 +278,7 @@ function render({ model, el }) {
   drawWords();
   drawQueryResults();
   drawBusy();
+  drawDetail();
   banner.update();
   return () => {
     save.cancel();

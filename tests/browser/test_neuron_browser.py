@@ -27,6 +27,7 @@ CELLS = [
     "    draw_scene(i, size=96).image.save(f'{scenes}/{i:02d}.png')\n"
     "store = collect_examples(session, scenes, ['blocks.1'], tempfile.mkdtemp(), k=4, progress=False)\n"
     f"w = NeuronExplorer(session, 'blocks.1', 0, examples=store, steps=16, facets=3, example_count=4,\n"
+    "                   fine_steps=24, fine_views=2,\n"
     f"                   vocabulary=['red', 'star', 'blue', 'circle', {HOSTILE_WORD!r}])\n"
     "w.wait(120)\n"
     "display(w)",
@@ -45,6 +46,8 @@ CELLS = [
     "w.layer = 'blocks.1'\nw.query = 'blue circle'\nw.wait(120)",
     # 7: after a typed unit outside the layer
     "w.wait(120)\n" + STATE + "'count': w.unit_count}))",
+    # 8: after the "fine" button
+    "w.wait(120)\nprint(json.dumps({'detail': w.detail, 'drawn_with': w.drawn_with, 'error': w.error}))",
 ]
 
 CANVAS_SPREAD = """canvas => {
@@ -253,6 +256,22 @@ def test_neuron_explorer_in_jupyterlab(page, lab_server, tmp_path):
     widget.locator(".cw-next").click()  # a good unit clears the banner
     banner.wait_for(state="hidden")
     page.wait_for_function(NOT_STALE, timeout=60_000)
+
+    # "fine" redraws the unit with more steps of several draws each, and says so under the picture.
+    quick = page.eval_on_selector(".cw-neuron .cw-featvis", CANVAS_SPREAD)
+    assert widget.locator(".cw-drawn-with").inner_text() == "16 steps × 1 draw each"
+    widget.locator(".cw-detail[data-detail='fine']").click()
+    page.wait_for_function(
+        "() => document.querySelector('.cw-neuron .cw-drawn-with').textContent === '24 steps × 2 draws each'"
+    )
+    fine = json.loads(notebook.run_next().splitlines()[0])
+    assert fine == {"detail": "fine", "drawn_with": [24, 2], "error": ""}
+    assert widget.locator(".cw-detail[data-detail='fine']").get_attribute("aria-pressed") == "true"
+    assert widget.locator(".cw-detail[data-detail='quick']").get_attribute("aria-pressed") == "false"
+    page.wait_for_function("() => !document.querySelector('.cw-neuron').classList.contains('cw-is-busy')")
+    drawn = page.eval_on_selector(".cw-neuron .cw-featvis", CANVAS_SPREAD)
+    assert drawn["spread"] > 20 and drawn["hash"] != quick["hash"]
+    screenshot(page, tmp_path, "neuron-fine")
 
     # Dark theme: the widget follows JupyterLab's theme variables.
     page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
