@@ -19,6 +19,9 @@ _CELLS = """() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')].ma
 }))"""
 
 
+RETRY_S = 20.0
+
+
 def open_in_notebook7(page, server: LabServer, name: str, cells: list[str], *, timeout: float = 120.0) -> None:
     """Write a notebook of code cells into the server's root and open it in Notebook 7."""
     write_notebook(Path(server.root_dir) / f"{name}.ipynb", cells)
@@ -34,12 +37,23 @@ def open_in_notebook7(page, server: LabServer, name: str, cells: list[str], *, t
 
 def run_all_in_notebook7(page, *, timeout: float = 120.0) -> list[str]:
     """Run > Run All Cells, wait until every code cell has run, and return their text outputs;
-    a cell that raises fails with its traceback."""
-    page.locator(".lm-MenuBar-item", has_text="Run").first.click()
-    page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
+    a cell that raises fails with its traceback. On a loaded machine the menu can answer before
+    the notebook's commands are ready, and the click runs nothing: while no cell has started
+    (every prompt still "[ ]:"), the menu is clicked again every ``RETRY_S`` seconds, and every
+    third time on a reloaded page."""
     deadline = time.monotonic() + timeout
     cells: list[dict] = []
+    clicked, clicks = -float("inf"), 0
     while time.monotonic() < deadline:
+        if time.monotonic() - clicked > RETRY_S and not any(cell["prompt"] != "[ ]:" for cell in cells):
+            if clicks and clicks % 3 == 0:
+                page.reload()
+                page.locator(".jp-Notebook .jp-CodeCell").first.wait_for(state="visible", timeout=60_000)
+                dismiss_popups(page)
+            clicks += 1
+            page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+            page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
+            clicked = time.monotonic()
         cells = page.evaluate(_CELLS)
         failed = [cell["output"] for cell in cells if cell["error"]]
         if failed:
