@@ -17,8 +17,22 @@ echo "== ruff"
 echo "== JS build and tests"
 (cd js && npm run build --silent && npm test --silent)
 echo "== Python tests"
-# One pytest worker per core, at most four (each runs torch on one thread; see tests/conftest.py);
-# CLIP_WIDGETS_TEST_WORKERS=0 runs them all in this process.
+# First every test but the browser tests, in one pytest-xdist worker per core (at most four; each
+# runs torch on one thread, see tests/conftest.py); then the browser tests in one process, alone on
+# the machine: with a heavy test on the other core, pages that draw from a busy kernel timed out.
+# CLIP_WIDGETS_TEST_WORKERS=0 runs the first part in one process too. Arguments with their own
+# -m run once, as given.
 cores=$(.venv/bin/python -c "import os; print(len(os.sched_getaffinity(0)))")
 workers=${CLIP_WIDGETS_TEST_WORKERS:-$(( cores < 2 ? 0 : (cores > 4 ? 4 : cores) ))}
-.venv/bin/python -m pytest -q -p no:cacheprovider -n "$workers" --dist loadgroup "$@"
+pytest() {  # exit status 5, "no tests collected", is not a failure: a -k can select one part only
+  .venv/bin/python -m pytest -q -p no:cacheprovider "$@" || { local status=$?; [ "$status" -eq 5 ] || return "$status"; }
+}
+case " $* " in
+  *" -m "*) pytest -n "$workers" --dist loadgroup "$@" ;;
+  *)
+    status=0
+    pytest -n "$workers" --dist loadgroup -m "not browser" "$@" || status=$?
+    pytest -m browser "$@" || status=$?
+    exit "$status"
+    ;;
+esac
