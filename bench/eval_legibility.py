@@ -30,7 +30,9 @@ and a fixed spectral slope) instead of the default phase image, whose mean colou
 ``--alpha C`` gives the pictures an alpha channel whose mean opacity costs C of the score's size;
 ``--spectrum STYLE`` keeps the mean amplitude spectrum of 400 world scenes in that style instead
 of the photographs' power law (MACO keeps its training set's). ``--views V`` averages each
-step's gradient over V random draws (MACO's crops per step), for class images and units.
+step's gradient over V random draws (MACO's crops per step), for class images (default: what
+``class_image`` takes, four on a ViT) and units (default 1). ``--restarts K`` makes each class
+image K times from successive seeds and keeps the one its maker scores highest.
 Prints the share of units that pass, per maker and reader.
 --save DIR writes the image grids, --json the figures.
 """
@@ -69,11 +71,12 @@ SCENE_SEED = 3 * 10**9  # seeds no training run draws
 SPECTRUM_SEED = 5 * 10**9  # the scenes whose spectrum --spectrum keeps
 
 
-def make_images(session: ModelSession, method: str, steps: int | None, seed: int = 0, views: int = 1) -> np.ndarray:
+def make_images(session: ModelSession, method: str, steps: int | None, seed: int = 0, views: int | None = None,
+                restarts: int = 1) -> np.ndarray:  # fmt: skip
     prompts = [class_prompt(c) for c in CLASSES]
-    kw = {"views": views, **({"steps": steps} if steps else {})}
+    kw = {**({"views": views} if views else {}), **({"steps": steps} if steps else {})}
     if method == "class_image":
-        return class_image(session, prompts, seed=seed, progress=False, **kw).images
+        return class_image(session, prompts, seed=seed, restarts=restarts, progress=False, **kw).images
     if method == "upright":
         return class_image(session, prompts, seed=seed, turns=False, progress=False, **kw).images
     if method == "previous":  # MACO's crops, no turns, 128 steps
@@ -87,7 +90,7 @@ def make_images(session: ModelSession, method: str, steps: int | None, seed: int
     param = FourierImage(len(prompts), side, side, seed=seed)
     objective = obj.text_objective(session, prompts)
     return render(session, objective, param=param, transforms=standard_transforms(side), progress=False,
-                  seed=seed, **kw).images  # fmt: skip
+                  seed=seed, **{"views": 1, **kw}).images  # fmt: skip
 
 
 def grid(images: np.ndarray, columns: int = 10) -> Image.Image:
@@ -217,7 +220,18 @@ def main() -> None:
         default=None,
         help="units: keep the mean spectrum of the world's scenes in this style (MACO's recipe)",
     )
-    parser.add_argument("--views", type=int, default=1, help="random draws averaged per step (MACO's crops per step)")
+    parser.add_argument(
+        "--views",
+        type=int,
+        default=None,
+        help="random draws a step (MACO's crops per step; default: class_image's, 1 for units)",
+    )
+    parser.add_argument(
+        "--restarts",
+        type=int,
+        default=1,
+        help="class_image: optimizations per class, the best by the maker's own score kept",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (pin them for steady figures)")
     parser.add_argument("--save", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
@@ -234,7 +248,7 @@ def main() -> None:
         print(f"# {method}: rows made the images, columns read them (30 classes, chance 0.033)")
         print(f"{'':<18}" + "".join(f"{Path(n).name:>18}" for n in sessions))
         for maker, session in sessions.items():
-            images = make_images(session, method, args.steps, args.seed, args.views)
+            images = make_images(session, method, args.steps, args.seed, args.views, args.restarts)
             if args.save:
                 grid(images).save(args.save / f"{method}-{Path(maker).name}.png")
             row = {}
@@ -245,7 +259,7 @@ def main() -> None:
             print(f"{Path(maker).name:<18}" + "".join(f"{row[r]:>18.2f}" for r in sessions))
     if args.units:
         results |= unit_legibility(sessions, sessions, args.units, args.steps, args.save, args.facets, args.composite,
-                                  args.maco, args.tilt, args.spectrum, args.alpha, args.views)  # fmt: skip
+                                  args.maco, args.tilt, args.spectrum, args.alpha, args.views or 1)  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

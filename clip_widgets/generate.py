@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from .featvis import objectives as obj
 from .featvis import render
 from .featvis.param import FixedImage, image
-from .featvis.render import RenderResult
+from .featvis.render import RenderResult, evaluate
 from .featvis.transform import crop_transforms, jitter, random_dihedral
 from .images import load_image
 
@@ -43,6 +43,7 @@ def class_image(
     l2: float | None = None,
     steps: int = 256,
     views: int | None = None,
+    restarts: int = 1,
     lr: float | None = None,
     size: int | None = None,
     templates: Sequence[str] | None = None,
@@ -63,16 +64,20 @@ def class_image(
     the ViTs far more often (README; it takes the 256 steps, at 128 the gain is small). Pass
     ``turns=False`` for classes that have an up, such as photographs of animals. ``views``:
     random draws averaged per step (default :data:`CLASS_IMAGE_VIEWS` for the model's image
-    tower: 4 on a ViT, 1 otherwise; each costs a pass).
+    tower: 4 on a ViT, 1 otherwise; each costs a pass). ``restarts``: optimizations from seeds
+    ``seed`` to ``seed + restarts - 1``, keeping for each prompt the image whose plain score (the
+    prompt's cosine, no transforms) is highest. On ``world-rn`` two raised how often it read its own
+    from 0.94 to 0.99 on average (README), at twice the time.
     ``"phase"`` is the same without the alpha channel, under MACO's crops. ``"pixel"`` is
     Simonyan et al. (2014): pixels from faint noise, a few pixels of jitter, and ``l2`` (default
     1.0 there, 0 otherwise) times the pixels' mean squared distance from grey subtracted from the
     score. ``param_kw`` goes to the parameterization (for example
     ``{"alpha_sharpness": 1.0}`` for a soft alpha); other keywords go to :func:`~.featvis.render.render`."""
+    if restarts < 1:
+        raise ValueError(f"restarts must be at least 1, got {restarts}")
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     side = int(size or session.image_size[0])
-    param = image(len(prompts), side, kind=kind, seed=torch.Generator().manual_seed(seed), **(param_kw or {}))
-    objective = obj.text_objective(session, prompts, templates=templates)
+    objective = score = obj.text_objective(session, prompts, templates=templates)
     simonyan = kind == "pixel"
     if l2 is None:
         l2 = 1.0 if simonyan else 0.0
@@ -85,8 +90,31 @@ def class_image(
         render_kw.setdefault("transforms", [*crop_transforms(CLASS_IMAGE_CROP), *turned])
     if views is None:
         views = CLASS_IMAGE_VIEWS.get(session.architecture, 1)
-    return render(session, objective, param=param, steps=steps, views=views, lr=lr, seed=seed, progress=progress,
-                  **render_kw)  # fmt: skip
+    results = []
+    for start in range(seed, seed + restarts):
+        param = image(len(prompts), side, kind=kind, seed=torch.Generator().manual_seed(start), **(param_kw or {}))
+        results.append(render(session, objective, param=param, steps=steps, views=views, lr=lr, seed=start,
+                              progress=progress, **render_kw))  # fmt: skip
+        if results[-1].interrupted:
+            break
+    if len(results) == 1:
+        return results[0]
+    return _keep_best(results, np.stack([evaluate(session, score, r.images) for r in results]))
+
+
+def _keep_best(results: list[RenderResult], achieved: np.ndarray) -> RenderResult:
+    """Image by image, the result whose ``achieved`` score (``(len(results), N)``) is highest."""
+    best, rows = achieved.argmax(0), np.arange(achieved.shape[1])
+
+    def pick(arrays: list[np.ndarray]) -> np.ndarray:
+        return np.stack(arrays)[best, rows]
+
+    history = [pick([r.history[t] for r in results]) for t in range(min(len(r.history) for r in results))]
+    importance = None if results[0].importance is None else pick([r.importance for r in results])
+    return RenderResult(
+        images=pick([r.images for r in results]), scores=pick([r.scores for r in results]), history=history,
+        steps=min(r.steps for r in results), interrupted=any(r.interrupted for r in results), importance=importance,
+    )  # fmt: skip
 
 
 def _to_tensor(image: Any) -> torch.Tensor:

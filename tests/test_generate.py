@@ -82,3 +82,21 @@ def test_deepdream_raises_the_layer_and_keeps_the_picture(vit_session):
     one_unit = deepdream(vit_session, scene, "blocks.0", unit=3, octaves=1, steps=16, progress=False)
     assert evaluate(vit_session, obj.channel("blocks.0", 3), to_pixels(one_unit))[0] > evaluate(
         vit_session, obj.channel("blocks.0", 3), to_pixels(original))[0]  # fmt: skip
+
+
+def test_restarts_keep_each_prompts_best_image_of_its_seeds(vit_session):
+    prompts = ["a red circle", "a blue star", "a green square", "a yellow cross"]
+    kw = {"kind": "phase", "steps": 12, "progress": False}
+    singles = [class_image(vit_session, prompts, seed=seed, **kw) for seed in (3, 4, 5)]
+    best = class_image(vit_session, prompts, seed=3, restarts=3, **kw)
+    text = obj.text(vit_session.encode_text(prompts))
+    achieved = np.stack([evaluate(vit_session, text, single.images) for single in singles])  # (seeds, prompts)
+    chosen = achieved.argmax(0)
+    assert len(set(chosen.tolist())) > 1, achieved  # the seeds disagree, so picking is tested
+    for i, seed in enumerate(chosen):
+        np.testing.assert_array_equal(best.images[i], singles[seed].images[i])
+        assert best.scores[i] == singles[seed].scores[i]
+        assert best.history[-1][i] == singles[seed].history[-1][i]
+    assert len(best.history) == len(singles[0].history) and best.steps == 12
+    with pytest.raises(ValueError, match="restarts must be at least 1, got 0"):
+        class_image(vit_session, prompts, restarts=0, **kw)
