@@ -24,15 +24,15 @@ echo "== Python tests"
 # -m run once, as given.
 cores=$(.venv/bin/python -c "import os; print(len(os.sched_getaffinity(0)))")
 workers=${CLIP_WIDGETS_TEST_WORKERS:-$(( cores < 2 ? 0 : (cores > 4 ? 4 : cores) ))}
-pytest() {  # exit status 5, "no tests collected", is not a failure: a -k can select one part only
+run_pytest() {  # exit status 5, "no tests collected", is not a failure: a -k can select one part only
   .venv/bin/python -m pytest -q -p no:cacheprovider "$@" || { local status=$?; [ "$status" -eq 5 ] || return "$status"; }
 }
 case " $* " in
-  *" -m "*) pytest -n "$workers" --dist loadgroup "$@" ;;
+  *" -m "*) run_pytest -n "$workers" --dist loadgroup "$@" ;;
   *)
     status=0
-    pytest -n "$workers" --dist loadgroup -m "not browser" "$@" || status=$?
-    pytest -m browser "$@" || status=$?
+    run_pytest -n "$workers" --dist loadgroup -m "not browser" "$@" || status=$?
+    run_pytest -m browser "$@" || status=$?
     exit "$status"
     ;;
 esac

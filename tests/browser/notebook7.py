@@ -45,7 +45,7 @@ def run_all_in_notebook7(page, *, timeout: float = 120.0) -> list[str]:
     cells: list[dict] = []
     clicked, clicks = -float("inf"), 0
     while time.monotonic() < deadline:
-        if time.monotonic() - clicked > RETRY_S and not any(cell["prompt"] != "[ ]:" for cell in cells):
+        if time.monotonic() - clicked > RETRY_S and all(cell["prompt"] == "[ ]:" for cell in cells):
             if clicks and clicks % 3 == 0:
                 page.reload()
                 page.locator(".jp-Notebook .jp-CodeCell").first.wait_for(state="visible", timeout=60_000)
