@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ def layout(
     :func:`normalize_layout` (outliers clipped, ``uniform`` of the way to even marginals)."""
     import umap  # noqa: PLC0415 - heavy (numba); only the atlas needs it
 
+    _cache_compiled_umap()
     data = np.asarray(activations, dtype=np.float32)
     if len(data) < 4:
         raise ValueError(f"a layout needs at least 4 activations, got {len(data)}")
@@ -44,6 +46,27 @@ def layout(
     finally:  # numba's OpenMP pool resets the one torch shares to every core: give torch back its own
         torch.set_num_threads(threads)
     return normalize_layout(coords, clip, uniform)
+
+
+@functools.cache
+def _cache_compiled_umap() -> None:
+    """Keep UMAP's compiled kernels on disk. Several of its numba functions are not marked for
+    caching, so every new process (each kernel that draws an atlas) spent some 20 s compiling
+    them again; with numba's cache turned on for them, later processes load them in about a
+    second. Quietly does nothing where numba's dispatchers have changed."""
+    try:
+        import umap.layouts  # noqa: PLC0415
+        import umap.umap_  # noqa: PLC0415
+        import umap.utils  # noqa: PLC0415
+        from numba.core.caching import NullCache  # noqa: PLC0415
+        from numba.core.dispatcher import Dispatcher  # noqa: PLC0415
+
+        for module in (umap.umap_, umap.utils, umap.layouts):
+            for function in vars(module).values():
+                if isinstance(function, Dispatcher) and isinstance(function._cache, NullCache):
+                    function.enable_caching()
+    except (ImportError, AttributeError, TypeError, RuntimeError):  # an unknown numba: compile as before
+        return
 
 
 def normalize_layout(coords: np.ndarray, clip: float = 0.01, uniform: float = 0.0) -> np.ndarray:

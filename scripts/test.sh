@@ -18,10 +18,10 @@ echo "== JS build and tests"
 (cd js && npm run build --silent && npm test --silent)
 echo "== Python tests"
 # First every test but the browser tests, in one pytest-xdist worker per core (at most four; each
-# runs torch on one thread, see tests/conftest.py); then the browser tests in one process, alone on
-# the machine: with a heavy test on the other core, pages that draw from a busy kernel timed out.
-# CLIP_WIDGETS_TEST_WORKERS=0 runs the first part in one process too. Arguments with their own
-# -m run once, as given.
+# runs torch on one thread, see tests/conftest.py); then the browser tests, again a worker per
+# core, each file whole in one worker: run beside the heavy tests, pages that draw from a busy
+# kernel timed out. CLIP_WIDGETS_TEST_WORKERS=0 runs everything in one process. Arguments with
+# their own -m run once, as given.
 cores=$(.venv/bin/python -c "import os; print(len(os.sched_getaffinity(0)))")
 workers=${CLIP_WIDGETS_TEST_WORKERS:-$(( cores < 2 ? 0 : (cores > 4 ? 4 : cores) ))}
 run_pytest() {  # exit status 5, "no tests collected", is not a failure: a -k can select one part only
@@ -32,7 +32,7 @@ case " $* " in
   *)
     status=0
     run_pytest -n "$workers" --dist loadgroup -m "not browser" "$@" || status=$?
-    run_pytest -m browser "$@" || status=$?
+    run_pytest -n "$workers" --dist loadgroup -m browser "$@" || status=$?
     exit "$status"
     ;;
 esac

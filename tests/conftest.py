@@ -20,12 +20,12 @@ torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (scripts/test.sh runs a worker per core, ``--dist loadgroup``) tests that
-    share a server go to one worker, which starts it once: the browser tests' JupyterLab and
-    Chromium, and the Ray tests' cluster."""
+    """Under pytest-xdist (scripts/test.sh runs a worker per core, ``--dist loadgroup``) a browser
+    test file runs whole in one worker, and the Ray tests share one worker, which starts their
+    cluster once. Each worker starts its own JupyterLab and Chromium once."""
     for item in items:
         if item.get_closest_marker("browser"):
-            item.add_marker(pytest.mark.xdist_group("browser"))
+            item.add_marker(pytest.mark.xdist_group(f"browser-{item.path.name}"))
         elif item.path.name == "test_ray_engine.py":
             item.add_marker(pytest.mark.xdist_group("ray"))
 

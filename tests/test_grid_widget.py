@@ -130,6 +130,18 @@ def test_failures_follow_the_error_rule(vit_session, astronaut, monkeypatch):
     widget.layer = "blocks.0"
     widget.wait(60)
     assert widget.error == "RuntimeError: layer hooks unavailable" and widget.layer == "blocks.1" and not widget.busy
+    # ... also when it fails before the assignment that started it returns (a busy machine): the
+    # good value's own clearing must not erase the news
+    start = widget._start
+
+    def start_and_finish():
+        start()
+        widget.wait(60)
+
+    monkeypatch.setattr(widget, "_start", start_and_finish)
+    widget.set_trait("error", "")
+    widget.layer = "blocks.0"
+    assert widget.error == "RuntimeError: layer hooks unavailable" and widget.layer == "blocks.1" and not widget.busy
     monkeypatch.undo()
     widget.layer = "blocks.0"  # the same value again retries, and its success clears the banner
     widget.wait(60)

@@ -36,8 +36,11 @@ class Reporting(traitlets.HasTraits):
     def reporting(self, *, raises: bool = True, clears: bool = True, traits: Iterable[str] = ()) -> Iterator[None]:
         """Run an entry point: a failure sets ``error`` (and ``last_exception``) and is re-raised
         unless ``raises`` is false. A success clears ``error`` when ``clears``, or when it set
-        one of ``traits`` and the error came from an assignment to one of them."""
+        one of ``traits`` and the error came from an assignment to one of them; either way only
+        an error that was showing when it began (one reported meanwhile, say by work in the
+        background that this entry point started and that failed fast, is news)."""
         traits = frozenset(traits)
+        showing = self.last_exception
         try:
             yield
         except Exception as exc:
@@ -45,7 +48,7 @@ class Reporting(traitlets.HasTraits):
             if raises:
                 raise
         else:
-            if self.error and (clears or traits & self._error_traits):
+            if self.error and self.last_exception is showing and (clears or traits & self._error_traits):
                 self._error_traits = frozenset()
                 self.set_trait("error", "")
 
