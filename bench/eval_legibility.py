@@ -32,7 +32,8 @@ and a fixed spectral slope) instead of the default phase image, whose mean colou
 of the photographs' power law (MACO keeps its training set's). ``--views V`` averages each
 step's gradient over V random draws (MACO's crops per step), for class images (default: what
 ``class_image`` takes, four on a ViT) and units (default 1). ``--restarts K`` makes each class
-image K times from successive seeds and keeps the one its maker scores highest.
+image K times from successive seeds and keeps the one its maker scores highest (default:
+``class_image``'s, two; the other class-image methods make one).
 Prints the share of units that pass, per maker and reader.
 --save DIR writes the image grids, --json the figures.
 """
@@ -72,11 +73,14 @@ SPECTRUM_SEED = 5 * 10**9  # the scenes whose spectrum --spectrum keeps
 
 
 def make_images(session: ModelSession, method: str, steps: int | None, seed: int = 0, views: int | None = None,
-                restarts: int = 1) -> np.ndarray:  # fmt: skip
+                restarts: int | None = None) -> np.ndarray:  # fmt: skip
     prompts = [class_prompt(c) for c in CLASSES]
     kw = {**({"views": views} if views else {}), **({"steps": steps} if steps else {})}
     if method == "class_image":
-        return class_image(session, prompts, seed=seed, restarts=restarts, progress=False, **kw).images
+        if restarts:
+            kw["restarts"] = restarts
+        return class_image(session, prompts, seed=seed, progress=False, **kw).images
+    kw["restarts"] = 1  # the variants below are compared with one optimization each
     if method == "upright":
         return class_image(session, prompts, seed=seed, turns=False, progress=False, **kw).images
     if method == "previous":  # MACO's crops, no turns, 128 steps
@@ -86,6 +90,7 @@ def make_images(session: ModelSession, method: str, steps: int | None, seed: int
         return class_image(session, prompts, seed=seed, param_kw={"alpha_sharpness": 1.0}, progress=False, **kw).images
     if method in ("phase", "pixel"):
         return class_image(session, prompts, kind=method, seed=seed, progress=False, **kw).images
+    del kw["restarts"]
     side = session.image_size[0]
     param = FourierImage(len(prompts), side, side, seed=seed)
     objective = obj.text_objective(session, prompts)
@@ -229,8 +234,8 @@ def main() -> None:
     parser.add_argument(
         "--restarts",
         type=int,
-        default=1,
-        help="class_image: optimizations per class, the best by the maker's own score kept",
+        default=None,
+        help="class_image: optimizations per class, the best by the maker's own score kept (default: its own, 2)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (pin them for steady figures)")
     parser.add_argument("--save", type=Path, default=None)
