@@ -19,7 +19,8 @@ Units (``--units N``, the first N units of each model's late layer): a unit's vi
 should look like the scenes that excite it most. Of 600 held-out scenes in the varied style, take
 the unit's top 9; the other model embeds the visualization, those 9 and 20 draws of 9 random
 scenes. A unit passes when the visualization is nearer (cosine) to the centroid of its top 9
-than to every random centroid (and, less strictly, the share of random centroids it beats).
+than to every random centroid (and, less strictly, the share of random centroids it beats, and
+the share of units nearer their top 9 than to most random centroids).
 Two frames are scored the same way in the pictures' place: the unit's next-best scenes (ranks
 10 on, as many as the facets), what a real image of the unit reaches, and random scenes (chance).
 ``--facets N`` embeds N facets per unit (a diversity term apart) and averages them, as a
@@ -125,12 +126,14 @@ def unit_responses(session: ModelSession, layer: str, scenes: list[Image.Image],
     return torch.cat(rows).numpy()
 
 
-def strict_test(shown: torch.Tensor, centroids: torch.Tensor, randoms: torch.Tensor) -> tuple[float, float]:
+def strict_test(shown: torch.Tensor, centroids: torch.Tensor, randoms: torch.Tensor) -> tuple[float, float, float]:
     """Share of units whose picture (row of ``shown``) is nearer its top scenes' centroid than
-    every random set's centroid, and the mean share of random sets it is nearer than."""
+    every random set's centroid; the mean share of random sets it is nearer than; and the share
+    of units whose picture is nearer its top scenes than most random sets (more than half)."""
     own = (shown * centroids).sum(-1, keepdim=True)
     beats = own > shown @ randoms.T  # (units, random sets)
-    return float(beats.all(1).float().mean()), float(beats.float().mean())
+    most = beats.float().mean(1) > 0.5
+    return float(beats.all(1).float().mean()), float(beats.float().mean()), float(most.float().mean())
 
 
 def unit_parameterization(side: int, engine: dict, alpha: float | None):
@@ -192,13 +195,15 @@ def unit_legibility(makers: dict, readers: dict, units: int, steps: int | None, 
                 ),
             }
             for frame, shown in frames.items():
-                passed, beaten = strict_test(F.normalize(shown, dim=-1), centroids, randoms)
+                passed, beaten, most = strict_test(F.normalize(shown, dim=-1), centroids, randoms)
                 key = f"units of {layer}, made by {maker}, read by {reader}"
                 key = key if frame == "pictures" else f"{key}, {frame}"
                 results[key] = passed
                 results[key + ", share of random sets beaten"] = beaten
+                results[key + ", nearer than most random sets"] = most
                 print(f"units of {layer:<12} made by {Path(maker).name:<18} read by {Path(reader).name:<18}"
-                      f"{frame:<26}{passed:6.2f} (random sets beaten: {beaten:.2f})")  # fmt: skip
+                      f"{frame:<26}{passed:6.2f} (random sets beaten: {beaten:.2f}; "
+                      f"units nearer than most: {most:.2f})")  # fmt: skip
     return results
 
 

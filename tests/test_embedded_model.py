@@ -233,23 +233,22 @@ def right(read: list[str], part: slice = slice(None)) -> int:
 @pytest.mark.parametrize("maker", ["world-rn-robust", "world-rn"])
 def test_a_resnets_class_images_are_read_by_both_kinds_of_network(maker):
     """A ResNet's class images are classified right by the other ResNet and by both ViTs,
-    networks that never saw them being made (six classes twice each, one torch thread, as the
-    tests run).
+    networks that never saw them being made (one of each of the six classes, one torch thread,
+    as the tests run).
 
     world-rn-robust's (adversarial training makes gradient ascent draw the class, README): the
-    ResNets read 11 and 11 of these 12, the ViTs 9 and 9; upright (``turns=False``) 10 and 10.
-    Drawn as two six-image batches, the ViTs read 9 and 8 turned, 11 and 11 upright, and with
-    two threads the reverse: on these images the turns weigh less than the order of float sums.
-
-    world-rn's: the ResNets 12 and 12, the ViTs 8 and 9; upright 3 and 4 (as two batches: 10 and
-    10, upright 6 and 7): the ResNets' ragged stars and crosses are what turning draws as
-    outlines."""
+    ResNets read 6 and 6 of these 6, the ViTs 5 and 4; world-rn's: the ResNets 6 and 6, the ViTs
+    5 and 5. Twice each class (12 images in one batch): world-rn-robust's 11 and 11, 9 and 9;
+    world-rn's 12 and 12, 8 and 9, and upright (``turns=False``) the ViTs read only 3 and 4 of
+    world-rn's: its ragged stars and crosses are what turning draws as outlines. Six images in
+    one batch read upright as well as turned (4 to 6 of 6): on so few, the turns weigh less than
+    the order of float sums."""
     readers = ["world-rn", "world-rn-robust", "world-vit", "world-vit-robust"]
-    read = class_images_read(ModelSession.load(maker, device="cpu"), readers)
+    read = class_images_read(ModelSession.load(maker, device="cpu"), readers, times=1)
     for name in readers[:2]:
-        assert right(read[name]) >= 10, (name, read[name])
+        assert right(read[name]) >= 5, (name, read[name])
     for name in readers[2:]:
-        assert right(read[name]) >= 7, (name, read[name])
+        assert right(read[name]) >= 4, (name, read[name])
 
 
 def test_class_images_drawn_on_an_empty_ground_cross_from_the_vit_to_a_resnet():
