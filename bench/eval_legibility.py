@@ -78,20 +78,19 @@ def make_images(session: ModelSession, method: str, steps: int | None, seed: int
     prompts = [class_prompt(c) for c in CLASSES]
     kw = {**({"views": views} if views else {}), **({"steps": steps} if steps else {})}
     if method == "class_image":
-        if restarts:
-            kw["restarts"] = restarts
+        kw |= {"restarts": restarts} if restarts else {}
         return class_image(session, prompts, seed=seed, progress=False, **kw).images
-    kw["restarts"] = 1  # the variants below are compared with one optimization each
+    once = {**kw, "restarts": 1}  # the variants below are compared with one optimization each
     if method == "upright":
-        return class_image(session, prompts, seed=seed, turns=False, progress=False, **kw).images
+        return class_image(session, prompts, seed=seed, turns=False, progress=False, **once).images
     if method == "previous":  # MACO's crops, no turns, 128 steps
-        kw = {"steps": 128, **kw}
-        return class_image(session, prompts, seed=seed, transforms=crop_transforms(), progress=False, **kw).images
+        once = {"steps": 128, **once}
+        return class_image(session, prompts, seed=seed, transforms=crop_transforms(), progress=False, **once).images
     if method == "soft_alpha":
-        return class_image(session, prompts, seed=seed, param_kw={"alpha_sharpness": 1.0}, progress=False, **kw).images
+        return class_image(session, prompts, seed=seed, param_kw={"alpha_sharpness": 1.0}, progress=False,
+                           **once).images  # fmt: skip
     if method in ("phase", "pixel"):
-        return class_image(session, prompts, kind=method, seed=seed, progress=False, **kw).images
-    del kw["restarts"]
+        return class_image(session, prompts, kind=method, seed=seed, progress=False, **once).images
     side = session.image_size[0]
     param = FourierImage(len(prompts), side, side, seed=seed)
     objective = obj.text_objective(session, prompts)

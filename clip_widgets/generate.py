@@ -81,6 +81,8 @@ def class_image(
     1.0 there, 0 otherwise) times the pixels' mean squared distance from grey subtracted from the
     score. ``param_kw`` goes to the parameterization (for example
     ``{"alpha_sharpness": 1.0}`` for a soft alpha); other keywords go to :func:`~.featvis.render.render`."""
+    if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)):
+        raise TypeError(f"restarts is a whole number of optimizations, got {restarts!r}")
     if restarts < 1:
         raise ValueError(f"restarts must be at least 1, got {restarts}")
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)

@@ -106,3 +106,5 @@ def test_restarts_keep_each_prompts_best_image_of_its_seeds(vit_session):
         np.testing.assert_array_equal(default.images[i], singles[seed].images[i])
     with pytest.raises(ValueError, match="restarts must be at least 1, got 0"):
         class_image(vit_session, prompts, restarts=0, **kw)
+    with pytest.raises(TypeError, match="restarts is a whole number of optimizations, got 1.5"):
+        class_image(vit_session, prompts, restarts=1.5, **kw)
